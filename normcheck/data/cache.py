@@ -1,0 +1,81 @@
+"""Decode once, then reuse: split tensors cached on disk, keyed by source, classes and protocol."""
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+
+from normcheck.atomic import atomic_path
+from normcheck.config import DataSpec
+from normcheck.data.sources import DataError, Source, load_raw, resolve_source
+from normcheck.data.split import get_protocol, split
+
+CACHE_FORMAT = 1  # bump when the cached layout or the split algorithm changes
+
+
+def default_cache_dir() -> Path:
+    """``NORMCHECK_CACHE`` if set, else ``~/.cache/normcheck``."""
+    return Path(os.environ.get("NORMCHECK_CACHE") or Path.home() / ".cache" / "normcheck")
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """The train/validation/test tensors of one source, classes and protocol, plus provenance."""
+
+    train_x: torch.Tensor  # uint8 (N, 3, 32, 32)
+    train_y: torch.Tensor  # int64 (N,)
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: tuple[str, ...]
+    protocol: str
+    split_seed: int
+    source: str
+    fingerprint: str  # sha256 prefix of the tensors themselves
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def fingerprint(tensors: dict[str, torch.Tensor], classes: tuple[str, ...]) -> str:
+    digest = hashlib.sha256(json.dumps(list(classes)).encode())
+    for key in sorted(tensors):
+        digest.update(key.encode())
+        digest.update(tensors[key].numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def load_splits(data_dir: str | os.PathLike | None, spec: DataSpec = DataSpec(),
+                cache_dir: Path | None = None) -> SplitData:
+    """Return the splits for ``spec``, decoding the source only if no cached copy exists.
+
+    Concurrent callers (xdist workers) serialize on a file lock, so the source is decoded once.
+    """
+    cache_dir = Path(cache_dir or default_cache_dir())
+    protocol = get_protocol(spec.protocol)
+    source = resolve_source(data_dir, cache_dir)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{cache_dir}: cannot create the data cache ({exc}); set NORMCHECK_CACHE "
+                        "to a writable folder") from exc
+    key = hashlib.sha256(json.dumps(
+        [CACHE_FORMAT, source.identity(), list(spec.classes), protocol.name, spec.split_seed]
+    ).encode()).hexdigest()[:20]
+    path = cache_dir / f"splits-{key}.pt"
+    with FileLock(str(path) + ".lock"):
+        if not path.exists():
+            raw = load_raw(source, spec.classes, cache_dir)
+            tensors = split(raw, spec.classes, protocol, spec.split_seed, origin=source.describe())
+            with atomic_path(path) as tmp:
+                torch.save({"tensors": tensors, "fingerprint": fingerprint(tensors, spec.classes)},
+                           tmp)
+        cached = torch.load(path, weights_only=True)
+    return SplitData(**cached["tensors"], classes=spec.classes, protocol=protocol.name,
+                     split_seed=spec.split_seed, source=source.describe(), fingerprint=cached["fingerprint"])
