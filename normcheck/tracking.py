@@ -1,0 +1,123 @@
+"""MLflow tracking: one run per configuration, safe for many processes on one SQLite store.
+
+SQLite allows one writer at a time and MLflow's schema creation is not safe to race, so every
+call on an embedded ``sqlite:`` store goes through an inter-process file lock beside the
+database. Server and other database URIs need no lock.
+"""
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+DEFAULT_EXPERIMENT = "normcheck"
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used; the message names its URI."""
+
+
+def default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else an SQLite file ``mlflow.db`` in the working folder."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///")
+    return None if path in ("", ":memory:") else Path(path)
+
+
+class Tracker:
+    """Logs runs into one experiment of one tracking store."""
+
+    def __init__(self, uri: str, experiment_id: str) -> None:
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        self.experiment_id = experiment_id
+        self.client = MlflowClient(tracking_uri=uri)
+        db = _sqlite_path(uri)
+        self._lock = FileLock(f"{db}.lock") if db else None
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's write lock (a no-op for servers)."""
+        with self._lock if self._lock else contextlib.nullcontext():
+            yield
+
+    @classmethod
+    def open(cls, uri: str, experiment_name: str = DEFAULT_EXPERIMENT) -> "Tracker":
+        """Create the store and the experiment if needed. Call once, before workers start."""
+        from mlflow import MlflowClient
+
+        db = _sqlite_path(uri)
+        if db is not None:
+            try:
+                db.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise TrackingError(f"{uri}: cannot create the store's folder ({exc})") from exc
+        lock = FileLock(f"{db}.lock") if db else contextlib.nullcontext()
+        try:
+            with lock:
+                client = MlflowClient(tracking_uri=uri)
+                experiment = client.get_experiment_by_name(experiment_name)
+                experiment_id = (experiment.experiment_id if experiment
+                                 else client.create_experiment(experiment_name))
+        except Exception as exc:
+            raise TrackingError(f"MLflow tracking store {uri} cannot be used: {exc}") from exc
+        return cls(uri, experiment_id)
+
+    def start_run(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+        """Create a RUNNING run with its parameters and tags; return its id."""
+        from mlflow.entities import Param
+
+        with self.locked():
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+            self.client.log_batch(run.info.run_id,
+                                  params=[Param(k, str(v)) for k, v in params.items()])
+        return run.info.run_id
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        with self.locked():
+            self.client.log_batch(run_id, metrics=batch)
+
+    def finish(self, run_id: str, metrics: dict[str, float], tags: dict[str, str],
+               model: Any = None) -> None:
+        """Log final metrics and tags (and optionally the model), then mark the run FINISHED."""
+        from mlflow.entities import RunTag
+
+        self.log_metrics(run_id, metrics)
+        with self.locked():
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            if model is not None:
+                self._log_model(run_id, model)
+            self.client.set_terminated(run_id, "FINISHED")
+
+    def fail(self, run_id: str) -> None:
+        with self.locked():
+            self.client.set_terminated(run_id, "FAILED")
+
+    def _log_model(self, run_id: str, model: Any) -> None:
+        import mlflow
+        import mlflow.pytorch
+
+        mlflow.set_tracking_uri(self.uri)
+        with mlflow.start_run(run_id=run_id, experiment_id=self.experiment_id):
+            # MLflow 3 needs an explicit format (or an input example) for PyTorch models.
+            mlflow.pytorch.log_model(model.cpu(), name="model", serialization_format="pickle")
+
+    def runs(self) -> list[Any]:
+        """Every run of the experiment (for tests and reports)."""
+        with self.locked():
+            return self.client.search_runs([self.experiment_id], max_results=50000)
+
