@@ -1,0 +1,141 @@
+"""Grids as data: named TOML profiles, and user TOML files that define or extend one."""
+
+import itertools
+import tomllib
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from normcheck.config import ConfigError, DataSpec, TrainConfig
+
+AXES = {"lr": float, "fc_units": int, "norm": str}
+FIXED = {f.name: f.type for f in fields(TrainConfig) if f.name not in AXES}
+DATA_KEYS = {f.name for f in fields(DataSpec)}
+TOP_KEYS = {"description", "extends", "grid", "train", "data"}
+
+
+class GridError(ValueError):
+    """A grid profile or file is invalid; the message names it, the key and the allowed values."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The configurations one session trains, and the data they train on."""
+
+    name: str
+    description: str
+    lr: tuple[float, ...]
+    fc_units: tuple[int, ...]
+    norm: tuple[str, ...]
+    train: tuple[tuple[str, Any], ...]  # the fixed TrainConfig settings, as sorted items
+    data: DataSpec
+
+    def configs(self) -> list[TrainConfig]:
+        """Every (lr, fc_units, norm) combination, in the order the profile lists them."""
+        return [TrainConfig(lr=lr, fc_units=fc, norm=norm, **dict(self.train))
+                for lr, fc, norm in itertools.product(self.lr, self.fc_units, self.norm)]
+
+
+def profile_names() -> list[str]:
+    return sorted(p.name.removesuffix(".toml")
+                  for p in resources.files("normcheck.profiles").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def _read_toml(text: str, origin: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise GridError(f"{origin}: malformed TOML: {exc}") from exc
+
+
+def _raw_profile(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
+    """The merged raw tables of a profile or file, following ``extends`` (default: ``full``)."""
+    path = Path(name_or_path)
+    if name_or_path in profile_names():
+        origin = f"profile {name_or_path!r}"
+        text = resources.files("normcheck.profiles").joinpath(f"{name_or_path}.toml").read_text()
+    elif path.suffix == ".toml":
+        origin = str(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise GridError(f"{path}: cannot read the grid file ({exc.strerror})") from exc
+    else:
+        raise GridError(f"unknown grid {name_or_path!r}: use a profile name "
+                        f"({', '.join(profile_names())}) or a path to a .toml file")
+    if name_or_path in seen:
+        raise GridError(f"{origin}: 'extends' forms a cycle: {' -> '.join(seen + (name_or_path,))}")
+    raw = _read_toml(text, origin)
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise GridError(f"{origin}: unknown keys {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
+    for table in ("grid", "train", "data"):
+        if not isinstance(raw.get(table, {}), dict):
+            raise GridError(f"{origin}: [{table}] must be a table")
+    parent_name = raw.get("extends", None if name_or_path == "full" else "full")
+    if parent_name is None:
+        return raw, origin
+    if not isinstance(parent_name, str):
+        raise GridError(f"{origin}: extends={parent_name!r} must be a profile name or a path")
+    if parent_name not in profile_names():
+        if not parent_name.endswith(".toml"):
+            raise GridError(f"{origin}: extends={parent_name!r} is not a profile name "
+                            f"({', '.join(profile_names())}) or a path to a .toml file")
+        if path.suffix == ".toml":  # relative to the extending file
+            parent_name = str(path.parent / parent_name)
+    parent, _ = _raw_profile(parent_name, seen + (name_or_path,))
+    merged = {key: {**parent.get(key, {}), **raw.get(key, {})} for key in ("grid", "train", "data")}
+    merged["description"] = raw.get("description", parent.get("description", ""))
+    return merged, origin
+
+
+def _axis(values: Any, key: str, kind: type, origin: str) -> tuple:
+    if not isinstance(values, list) or not values:
+        raise GridError(f"{origin}: grid.{key}={values!r} must be a non-empty list")
+    out = []
+    for v in values:
+        ok = isinstance(v, str) if kind is str else (
+            isinstance(v, (int, float)) and not isinstance(v, bool) and
+            (kind is float or float(v).is_integer()))
+        if not ok:
+            raise GridError(f"{origin}: grid.{key} value {v!r} is not a {kind.__name__}")
+        out.append(kind(v))
+    if len(set(out)) != len(out):
+        raise GridError(f"{origin}: grid.{key}={values!r} lists a value twice")
+    return tuple(out)
+
+
+def load_grid(name_or_path: str) -> Grid:
+    """Load a named profile or a TOML file, validating every value before anything trains."""
+    raw, origin = _raw_profile(name_or_path)
+    grid, train, data = raw.get("grid", {}), dict(raw.get("train", {})), raw.get("data", {})
+    for table, keys, allowed in (("grid", grid, AXES), ("train", train, FIXED),
+                                 ("data", data, DATA_KEYS)):
+        unknown = set(keys) - set(allowed)
+        if unknown:
+            raise GridError(f"{origin}: unknown keys {sorted(unknown)} in [{table}]; "
+                            f"allowed: {sorted(allowed)}")
+    for key, value in train.items():
+        kind = FIXED[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                (kind is int and not float(value).is_integer()):
+            raise GridError(f"{origin}: train.{key}={value!r} must be a{'n integer' if kind is int else ' number'}")
+        train[key] = kind(value)
+    missing = set(AXES) - set(grid)
+    if missing:
+        raise GridError(f"{origin}: [grid] needs {sorted(missing)}")
+    axes = {key: _axis(grid[key], key, kind, origin) for key, kind in AXES.items()}
+    if "classes" in data:
+        if not isinstance(data["classes"], list) or \
+                not all(isinstance(c, str) for c in data["classes"]):
+            raise GridError(f"{origin}: data.classes={data['classes']!r} must be a list of names")
+        data = {**data, "classes": tuple(data["classes"])}
+    try:
+        result = Grid(name=name_or_path, description=str(raw.get("description", "")),
+                      train=tuple(sorted(train.items())), data=DataSpec(**data), **axes)
+        result.configs()  # validates every value through TrainConfig
+    except (ConfigError, TypeError) as exc:
+        raise GridError(f"{origin}: {exc}") from exc
+    return result
