@@ -1,0 +1,189 @@
+"""The pytest plugin: a grid of configurations as test cases, reports at the end of the session.
+
+Loaded by ``experiments/conftest.py`` (``pytest_plugins = ["normcheck.plugin"]``). A thin layer:
+everything it does is a call into the library.
+
+Under xdist the controller prepares everything shared before workers start (the data cache,
+the MLflow store and experiment, a session results folder) and hands it to the workers; at the
+end it alone writes the reports.
+"""
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from normcheck import hypotheses
+from normcheck.config import TrainConfig
+from normcheck.data import DataError, load_splits
+from normcheck.device import select_device
+from normcheck.grid import Grid, GridError, load_grid
+from normcheck.report import format_table, results_table, write_reports
+from normcheck.study import Study
+from normcheck.tracking import DEFAULT_EXPERIMENT, Tracker, TrackingError, default_tracking_uri
+
+DATA_ENV = "NORMCHECK_DATA"
+
+
+@dataclass
+class Session:
+    """What this process knows about the normcheck session."""
+
+    grid: Grid
+    data_dir: str | None
+    report_dir: Path
+    uri: str
+    experiment: str
+    log_model: bool
+    study: Study | None = None
+    table: "pd.DataFrame | None" = None
+    written: list[Path] = field(default_factory=list)
+    verdicts: list[hypotheses.Verdict] = field(default_factory=list)
+    missing: int = 0
+
+
+SESSION = pytest.StashKey[Session]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("normcheck", "normcheck study")
+    group.addoption("--grid", default="full",
+                    help="grid profile name (full, quick) or path to a .toml file [full]")
+    group.addoption("--data-dir", default=None,
+                    help=f"data: image-folder tree, cifar-10-batches-py folder or "
+                         f"cifar-10-python.tar.gz (default: ${DATA_ENV}, else download CIFAR-10)")
+    group.addoption("--report-dir", default="reports", help="where reports go [reports]")
+    group.addoption("--mlflow-uri", default=None,
+                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                         "sqlite:///mlflow.db in the working folder)")
+    group.addoption("--experiment", default=DEFAULT_EXPERIMENT,
+                    help=f"MLflow experiment name [{DEFAULT_EXPERIMENT}]")
+    group.addoption("--log-model", action="store_true",
+                    help="also log each trained model to MLflow as an artifact")
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Validate the grid and options before anything trains: bad input is a usage error."""
+    config.addinivalue_line("markers", "hypothesis_check: a study hypothesis, checked last")
+    try:
+        grid = load_grid(config.getoption("grid"))
+    except GridError as exc:
+        raise pytest.UsageError(f"--grid: {exc}") from exc
+    problems = hypotheses.grid_problems(grid.lr, grid.norm)
+    if problems:
+        raise pytest.UsageError(f"--grid {config.getoption('grid')}: " + "; ".join(problems))
+    config.stash[SESSION] = Session(
+        grid=grid,
+        data_dir=config.getoption("data_dir") or os.environ.get(DATA_ENV) or None,
+        report_dir=Path(config.getoption("report_dir")).resolve(),
+        uri=config.getoption("mlflow_uri") or default_tracking_uri(),
+        experiment=config.getoption("experiment"),
+        log_model=config.getoption("log_model"),
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Load the data and open the tracking store, once per process; the controller creates both."""
+    config = session.config
+    state = config.stash[SESSION]
+    try:
+        splits = load_splits(state.data_dir, state.grid.data)
+    except DataError as exc:
+        raise pytest.UsageError(f"data: {exc}") from exc
+    if _is_worker(config):
+        shared = config.workerinput["normcheck"]
+        results_dir = Path(shared["results_dir"])
+        tracker = Tracker(state.uri, shared["experiment_id"])
+        index = int(config.workerinput["workerid"].removeprefix("gw"))
+        device = select_device(index, int(config.workerinput["workercount"]))
+    else:
+        try:
+            tracker = Tracker.open(state.uri, state.experiment)
+        except TrackingError as exc:
+            raise pytest.UsageError(str(exc)) from exc
+        results_dir = Path(tempfile.mkdtemp(prefix="normcheck-session-"))
+        device = select_device()
+    state.study = Study(splits, device, results_dir, tracker, state.log_model)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist controller: hand each worker the shared results folder and experiment."""
+    study = node.config.stash[SESSION].study
+    node.workerinput["normcheck"] = {"results_dir": str(study.results_dir),
+                                     "experiment_id": study.tracker.experiment_id}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One case per grid configuration, for tests that take ``normcheck_config``."""
+    if "normcheck_config" in metafunc.fixturenames:
+        configs = metafunc.config.stash[SESSION].grid.configs()
+        metafunc.parametrize("normcheck_config", configs, ids=[c.case_id for c in configs])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Hypothesis checks go last, so they mostly find the grid already trained."""
+    items.sort(key=lambda item: item.get_closest_marker("hypothesis_check") is not None)
+
+
+@pytest.fixture(scope="session")
+def normcheck_study(pytestconfig: pytest.Config) -> Study:
+    """The session's study: ``run(config)`` trains a configuration or returns its result."""
+    return pytestconfig.stash[SESSION].study
+
+
+@pytest.fixture(scope="session")
+def normcheck_grid(pytestconfig: pytest.Config) -> Grid:
+    return pytestconfig.stash[SESSION].grid
+
+
+@pytest.fixture(scope="session")
+def normcheck_table(normcheck_study: Study, normcheck_grid: Grid):
+    """The whole grid's metrics table, training whatever configuration is still missing."""
+    return results_table(normcheck_study.run(c) for c in normcheck_grid.configs())
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Controller only, also after failures: write the reports and decide the hypotheses."""
+    state = session.config.stash.get(SESSION, None)
+    if state is None or state.study is None or _is_worker(session.config):
+        return
+    results = state.study.results()
+    if results:
+        state.table = results_table(results)
+        state.written = write_reports(results, state.report_dir)
+    wanted = {c.case_id for c in state.grid.configs()}
+    state.missing = len(wanted - {r.config.case_id for r in results})
+    if results and not state.missing:
+        state.verdicts = hypotheses.evaluate(state.table)
+    shutil.rmtree(state.study.results_dir, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    state = config.stash.get(SESSION, None)
+    if state is None or state.table is None or _is_worker(config):
+        return
+    tr = terminalreporter
+    tr.section("normcheck")
+    tr.write_line(f"grid {state.grid.name!r}: {state.grid.description}")
+    tr.write_line(f"data: {state.study.splits.source} (protocol {state.study.splits.protocol}, "
+                  f"fingerprint {state.study.splits.fingerprint})")
+    tr.write_line(format_table(state.table))
+    if state.verdicts:
+        for verdict in state.verdicts:
+            tr.write_line(verdict.message, red=not verdict.passed, green=verdict.passed)
+    else:
+        tr.write_line(f"hypotheses not evaluated: {state.missing} configurations have no result")
+    tr.write_line(f"reports: {', '.join(str(p) for p in state.written)}")
+    tr.write_line(f"MLflow: {state.uri}, experiment {state.experiment!r}")
+    if state.uri.startswith("sqlite:"):
+        tr.write_line(f"  view it with: mlflow ui --backend-store-uri {state.uri}")
