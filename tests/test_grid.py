@@ -1,0 +1,82 @@
+"""Grid profiles and TOML files: what loads, and what is rejected with a clear message."""
+
+from pathlib import Path
+
+import pytest
+
+from normcheck.grid import GridError, load_grid, profile_names
+
+
+def test_profiles() -> None:
+    assert set(profile_names()) >= {"full", "quick"}
+    full = load_grid("full")
+    assert len(full.configs()) == 18
+    assert (full.lr, full.fc_units, full.norm) == ((0.01, 0.003, 0.001), (32, 64, 128),
+                                                  ("none", "batchnorm"))
+    first = full.configs()[0]
+    assert (first.epochs, first.batch_size, first.weight_decay, first.seed) == (5, 64, 1e-4, 42)
+    assert full.data.protocol == "seed" and full.data.classes == ("cat", "dog", "horse")
+    quick = load_grid("quick")
+    assert [c.case_id for c in quick.configs()] == [
+        "lr=0.01-fc=64-norm=none", "lr=0.01-fc=64-norm=batchnorm",
+        "lr=0.001-fc=64-norm=none", "lr=0.001-fc=64-norm=batchnorm"]
+
+
+def test_toml_file_overrides_a_profile(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text('extends = "quick"\n[grid]\nfc_units = [8, 16]\n[train]\nepochs = 2\n'
+                    '[data]\nclasses = ["cat", "dog"]\n')
+    grid = load_grid(str(path))
+    assert grid.fc_units == (8, 16) and grid.lr == (0.01, 0.001)
+    assert {c.epochs for c in grid.configs()} == {2} and len(grid.configs()) == 8
+    assert grid.data.classes == ("cat", "dog")
+
+
+def test_toml_file_without_extends_overrides_full(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text("[train]\nepochs = 1\n")
+    grid = load_grid(str(path))
+    assert len(grid.configs()) == 18 and grid.configs()[0].epochs == 1
+
+
+def test_toml_file_may_extend_a_sibling_file(tmp_path: Path) -> None:
+    (tmp_path / "base.toml").write_text('extends = "quick"\n[train]\nepochs = 3\n')
+    (tmp_path / "child.toml").write_text('extends = "base.toml"\n[train]\nseed = 1\n')
+    config = load_grid(str(tmp_path / "child.toml")).configs()[0]
+    assert (config.epochs, config.seed, config.fc_units) == (3, 1, 64)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[grid]\nlr = [-0.01]\n", r"lr=-0.01 is invalid: use a positive number"),
+    ("[grid]\nlr = [0]\n", r"lr=0.0 is invalid"),
+    ('[grid]\nnorm = ["weightnorm"]\n', r"norm='weightnorm' is invalid: use one of \['batchnorm', 'none'\]"),
+    ("[grid]\nfc_units = [0]\n", r"fc_units=0 is invalid: use an integer >= 1"),
+    ("[grid]\nfc_units = [1.5]\n", r"grid.fc_units value 1.5 is not a int"),
+    ("[grid]\nlr = []\n", r"grid.lr=\[\] must be a non-empty list"),
+    ("[grid]\nlr = [0.01, 0.01]\n", r"lists a value twice"),
+    ("[train]\nepochs = 2.5\n", r"train.epochs=2.5 must be an integer"),
+    ("[train]\nlearning_rate = 1\n", r"unknown keys \['learning_rate'\] in \[train\]"),
+    ("[grid]\nlr = 0.01 0.02\n", r"malformed TOML: .*\(at line 2, column"),
+    ("surprise = 1\n", r"unknown keys \['surprise'\]"),
+    ('extends = "nothing"\n', r"extends='nothing' is not a profile name \(full, quick\)"),
+    ('[data]\nclasses = ["cat"]\n', r"name at least two classes"),
+])
+def test_bad_toml_is_rejected_with_file_and_reason(tmp_path: Path, text: str,
+                                                    message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(GridError, match=message) as info:
+        load_grid(str(path))
+    assert str(path) in str(info.value)
+
+
+def test_unknown_profile_lists_the_known_ones() -> None:
+    with pytest.raises(GridError, match=r"unknown grid 'fast': use a profile name \(full, quick\)"):
+        load_grid("fast")
+
+
+def test_extends_cycle(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text('extends = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('extends = "a.toml"\n')
+    with pytest.raises(GridError, match="cycle"):
+        load_grid(str(tmp_path / "a.toml"))

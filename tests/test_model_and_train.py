@@ -1,0 +1,109 @@
+"""The CNN's shapes, and the training loop's determinism, metrics and divergence handling."""
+
+import math
+
+import pytest
+import torch
+
+from normcheck.config import ConfigError, TrainConfig
+from normcheck.model import NORM_LAYERS, CompactCNN
+from normcheck.train import DeviceData, RunResult, train
+
+
+def tiny_data(n_train: int = 96, n_val: int = 48, classes: int = 3, seed: int = 0) -> DeviceData:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, classes, (n_train + 2 * n_val,), generator=g)
+    # class-dependent brightness makes the task learnable
+    x = (torch.rand(len(y), 3, 32, 32, generator=g) * 0.5 + y[:, None, None, None] * 0.25)
+    parts = torch.split(torch.arange(len(y)), [n_train, n_val, n_val])
+    return DeviceData(*(t for idx in parts for t in (x[idx], y[idx])), num_classes=classes,
+                      fingerprint="tiny")
+
+
+@pytest.mark.parametrize("norm", sorted(NORM_LAYERS))
+@pytest.mark.parametrize("fc_units", [1, 32, 128])
+def test_output_shape(norm: str, fc_units: int) -> None:
+    model = CompactCNN(fc_units, norm, num_classes=3)
+    model.eval()
+    assert model(torch.zeros(5, 3, 32, 32)).shape == (5, 3)
+
+
+def test_batchnorm_model_has_norm_layers_and_none_has_not() -> None:
+    kinds = lambda m: {type(layer).__name__ for layer in m.modules()}  # noqa: E731
+    assert {"BatchNorm2d", "BatchNorm1d"} <= kinds(CompactCNN(16, "batchnorm"))
+    assert not any("Norm" in k for k in kinds(CompactCNN(16, "none")))
+
+
+def test_base_channels_and_dropout_are_parameters() -> None:
+    model = CompactCNN(8, "none", base_channels=4, dropout=0.25)
+    assert model.features[0].out_channels == 4 and model.classifier[1].in_features == 8 * 8 * 8
+    assert model.classifier[4].p == 0.25
+
+
+def test_unknown_norm_is_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"norm='layernorm' is invalid: use one of"):
+        TrainConfig(lr=0.01, fc_units=8, norm="layernorm")
+
+
+@pytest.mark.parametrize("field, value", [("lr", 0), ("lr", -1e-3), ("fc_units", 0),
+                                          ("epochs", 0), ("dropout", 1.0)])
+def test_invalid_config_values(field: str, value: float) -> None:
+    kwargs = {"lr": 0.01, "fc_units": 8, field: value}
+    with pytest.raises(ConfigError, match=rf"{field}={value!r} is invalid"):
+        TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize("norm", ["none", "batchnorm"])
+def test_same_seed_same_metrics(norm: str) -> None:
+    data = tiny_data()
+    config = TrainConfig(lr=3e-3, fc_units=16, norm=norm, epochs=2, batch_size=16,
+                         base_channels=4)
+    a, _ = train(config, data)
+    b, _ = train(config, data)
+    assert a.history == b.history and a.test_acc == b.test_acc
+    c, _ = train(TrainConfig(**{**config.as_dict(), "seed": 7}), data)
+    assert c.history != a.history
+
+
+def test_metrics_are_recorded_per_epoch() -> None:
+    data = tiny_data()
+    epochs = []
+    result, model = train(TrainConfig(lr=3e-3, fc_units=16, epochs=3, batch_size=16,
+                                      base_channels=4), data, on_epoch=epochs.append)
+    assert [m.epoch for m in result.history] == [1, 2, 3] and epochs == result.history
+    for m in result.history:
+        assert 0 <= m.train_acc <= 1 and 0 <= m.val_acc <= 1 and m.train_loss > 0
+    assert 0 <= result.test_acc <= 1 and result.max_grad_norm > 0 and not result.diverged
+    assert result.n_val == 48 and result.num_classes == 3
+    assert isinstance(model, CompactCNN)
+    summary = result.summary()
+    assert summary["best_val_acc"] == max(m.val_acc for m in result.history)
+    assert summary["epochs_run"] == 3
+
+
+def test_learns_a_learnable_task() -> None:
+    result, _ = train(TrainConfig(lr=3e-3, fc_units=16, norm="batchnorm", epochs=4,
+                                  batch_size=16, base_channels=4), tiny_data(n_train=192))
+    assert result.best_val_acc > 0.6  # chance is 1/3
+
+
+def test_huge_lr_diverges_and_is_recorded_not_raised() -> None:
+    config = TrainConfig(lr=1e12, fc_units=16, epochs=5, batch_size=16, base_channels=4,
+                         weight_decay=0.0)
+    result, _ = train(config, tiny_data())
+    assert result.diverged
+    assert len(result.history) < config.epochs  # stopped early
+    last = result.history[-1]
+    assert not (math.isfinite(last.train_loss) and math.isfinite(last.val_loss))
+
+
+def test_a_lone_last_sample_does_not_break_batchnorm() -> None:
+    result, _ = train(TrainConfig(lr=1e-3, fc_units=8, norm="batchnorm", epochs=1,
+                                  batch_size=19, base_channels=2), tiny_data(n_train=96))
+    assert len(result.history) == 1  # 96 = 5 x 19 + 1
+
+
+def test_result_round_trips_through_a_dict() -> None:
+    result, _ = train(TrainConfig(lr=1e-3, fc_units=8, epochs=1, batch_size=32,
+                                  base_channels=2), tiny_data())
+    assert RunResult.from_dict(result.to_dict()) == result
