@@ -124,3 +124,46 @@ CHECKS = {"H1": check_h1, "H2": check_h2, "H3": check_h3}
 def evaluate(table: pd.DataFrame) -> list[Verdict]:
     """Every hypothesis's verdict on a complete table."""
     return [check(table) for check in CHECKS.values()]
+
+
+
+def load_recorded_verdicts(path: str) -> list[dict]:
+    """Records of verdicts from a TOML file: ``[[record]]`` tables with ``grid``,
+    ``data_fingerprint`` and ``H<n> = "holds" | "refuted"`` entries."""
+    try:
+        with open(path, "rb") as f:
+            records = tomllib.load(f).get("record", [])
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read recorded verdicts ({exc})") from exc
+    for record in records:
+        if not {"grid", "data_fingerprint"} <= set(record):
+            raise ValueError(f"{path}: every [[record]] needs grid and data_fingerprint")
+        bad = {k: v for k, v in record.items() if k in CHECKS and v not in ("holds", "refuted")}
+        if bad:
+            raise ValueError(f"{path}: verdicts must be 'holds' or 'refuted', got {bad}")
+    return records
+
+
+def recorded_for(records: list[dict], grid: str, fingerprint: str) -> dict[str, str]:
+    """The verdicts recorded for this grid and data (empty when no record matches)."""
+    for record in records:
+        if record["grid"] == grid and record["data_fingerprint"] == fingerprint:
+            return {k: v for k, v in record.items() if k in CHECKS}
+    return {}
+
+
+def judge(verdict: Verdict, recorded: str | None, source: str | None = None) -> tuple[str, str]:
+    """How a test reports a verdict: ``("pass" | "fail" | "xfail", message)``.
+
+    Without a record, a refuted hypothesis fails. With one, the verdict must match it: a
+    recorded refutation is an expected failure, and any change fails.
+    """
+    got = "holds" if verdict.passed else "refuted"
+    if recorded is None:
+        return ("pass" if verdict.passed else "fail"), verdict.message
+    if recorded != got:
+        return "fail", f"{verdict.name} changed: recorded as {recorded} in {source}, now {got}.\n" \
+                       f"{verdict.message}"
+    if got == "refuted":
+        return "xfail", f"refuted, as recorded in {source}.\n{verdict.message}"
+    return "pass", verdict.message

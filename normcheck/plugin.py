@@ -39,6 +39,8 @@ class Session:
     uri: str
     experiment: str
     log_model: bool
+    expect_verdicts: str | None
+    recorded: list[dict] = field(default_factory=list)
     study: Study | None = None
     table: "pd.DataFrame | None" = None
     written: list[Path] = field(default_factory=list)
@@ -64,6 +66,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"MLflow experiment name [{DEFAULT_EXPERIMENT}]")
     group.addoption("--log-model", action="store_true",
                     help="also log each trained model to MLflow as an artifact")
+    group.addoption("--expect-verdicts", default=None, metavar="TOML",
+                    help="regression mode: compare each hypothesis's verdict with the one "
+                         "recorded in TOML for this grid and data; a recorded refutation "
+                         "then reports as xfail, and any change fails")
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -80,6 +86,11 @@ def pytest_configure(config: pytest.Config) -> None:
     problems = hypotheses.grid_problems(grid.lr, grid.norm)
     if problems:
         raise pytest.UsageError(f"--grid {config.getoption('grid')}: " + "; ".join(problems))
+    expect = config.getoption("expect_verdicts")
+    try:
+        recorded = hypotheses.load_recorded_verdicts(expect) if expect else []
+    except ValueError as exc:
+        raise pytest.UsageError(f"--expect-verdicts: {exc}") from exc
     config.stash[SESSION] = Session(
         grid=grid,
         data_dir=config.getoption("data_dir") or os.environ.get(DATA_ENV) or None,
@@ -87,6 +98,8 @@ def pytest_configure(config: pytest.Config) -> None:
         uri=config.getoption("mlflow_uri") or default_tracking_uri(),
         experiment=config.getoption("experiment"),
         log_model=config.getoption("log_model"),
+        expect_verdicts=expect,
+        recorded=recorded,
     )
 
 
@@ -152,6 +165,29 @@ def normcheck_table(normcheck_study: Study, normcheck_grid: Grid):
     return results_table(normcheck_study.run(c) for c in normcheck_grid.configs())
 
 
+@pytest.fixture(scope="session")
+def normcheck_expected(pytestconfig: pytest.Config, normcheck_study: Study) -> dict[str, str]:
+    """Verdicts recorded for this grid and data (``--expect-verdicts``); empty otherwise."""
+    state = pytestconfig.stash[SESSION]
+    return hypotheses.recorded_for(state.recorded, state.grid.name,
+                                   normcheck_study.splits.fingerprint)
+
+
+@pytest.fixture
+def assert_verdict(normcheck_expected: dict[str, str], pytestconfig: pytest.Config):
+    """Fail a refuted hypothesis, unless ``--expect-verdicts`` recorded exactly this verdict."""
+    source = pytestconfig.stash[SESSION].expect_verdicts
+
+    def check(verdict: hypotheses.Verdict) -> None:
+        outcome, message = hypotheses.judge(verdict, normcheck_expected.get(verdict.name), source)
+        if outcome == "fail":
+            pytest.fail(message, pytrace=False)
+        if outcome == "xfail":
+            pytest.xfail(message)
+
+    return check
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Controller only, also after failures: write the reports and decide the hypotheses."""
     state = session.config.stash.get(SESSION, None)
@@ -179,8 +215,14 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
                   f"fingerprint {state.study.splits.fingerprint})")
     tr.write_line(format_table(state.table))
     if state.verdicts:
+        recorded = hypotheses.recorded_for(state.recorded, state.grid.name,
+                                           state.study.splits.fingerprint)
         for verdict in state.verdicts:
             tr.write_line(verdict.message, red=not verdict.passed, green=verdict.passed)
+        if state.expect_verdicts:
+            tr.write_line(f"recorded verdicts ({state.expect_verdicts}): " + (
+                ", ".join(f"{k} {v}" for k, v in sorted(recorded.items())) if recorded else
+                "none for this grid and data fingerprint, so refuted hypotheses fail"))
     else:
         tr.write_line(f"hypotheses not evaluated: {state.missing} configurations have no result")
     tr.write_line(f"reports: {', '.join(str(p) for p in state.written)}")

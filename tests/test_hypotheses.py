@@ -91,3 +91,35 @@ def test_declared_values_are_versioned_data() -> None:
     spec = hypotheses.declared()
     assert spec["H1"]["z"] == 1.96 and spec["H2"]["high_lr"] == 0.01
     assert all(spec[h]["statement"] for h in ("H1", "H2", "H3"))
+
+
+def test_judge_without_a_record_fails_a_refuted_hypothesis() -> None:
+    holds = hypotheses.Verdict("H1", "s", True, "numbers")
+    refuted = hypotheses.Verdict("H1", "s", False, "numbers")
+    assert hypotheses.judge(holds, None)[0] == "pass"
+    outcome, message = hypotheses.judge(refuted, None)
+    assert outcome == "fail" and "H1 REFUTED" in message and "numbers" in message
+
+
+def test_judge_against_records() -> None:
+    holds = hypotheses.Verdict("H2", "s", True, "numbers")
+    refuted = hypotheses.Verdict("H2", "s", False, "numbers")
+    assert hypotheses.judge(holds, "holds", "r.toml")[0] == "pass"
+    assert hypotheses.judge(refuted, "refuted", "r.toml")[0] == "xfail"
+    for verdict, recorded in ((holds, "refuted"), (refuted, "holds")):
+        outcome, message = hypotheses.judge(verdict, recorded, "r.toml")
+        assert outcome == "fail" and f"H2 changed: recorded as {recorded} in r.toml" in message
+
+
+def test_recorded_verdicts_file(tmp_path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text('[[record]]\ngrid = "quick"\ndata_fingerprint = "abc"\nH1 = "holds"\n'
+                    'H2 = "refuted"\nnote = "x"\n')
+    records = hypotheses.load_recorded_verdicts(str(path))
+    assert hypotheses.recorded_for(records, "quick", "abc") == {"H1": "holds", "H2": "refuted"}
+    assert hypotheses.recorded_for(records, "quick", "other data") == {}
+    path.write_text('[[record]]\ngrid = "quick"\ndata_fingerprint = "abc"\nH1 = "yes"\n')
+    with pytest.raises(ValueError, match=r"verdicts must be 'holds' or 'refuted', got \{'H1': 'yes'\}"):
+        hypotheses.load_recorded_verdicts(str(path))
+    with pytest.raises(ValueError, match=r"cannot read recorded verdicts"):
+        hypotheses.load_recorded_verdicts(str(tmp_path / "missing.toml"))
