@@ -61,7 +61,8 @@ class DataSpec:
 
     def __post_init__(self) -> None:
         if len(self.classes) < 2:
-            raise ConfigError(f"classes={list(self.classes)!r} is invalid: name at least two classes")
+            raise ConfigError(
+                f"classes={list(self.classes)!r} is invalid: name at least two classes")
         if len(set(self.classes)) != len(self.classes):
             raise ConfigError(f"classes={list(self.classes)!r} is invalid: a class is named twice")
 

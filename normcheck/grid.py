@@ -121,7 +121,8 @@ def load_grid(name_or_path: str) -> Grid:
         kind = FIXED[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                 (kind is int and not float(value).is_integer()):
-            raise GridError(f"{origin}: train.{key}={value!r} must be a{'n integer' if kind is int else ' number'}")
+            wanted = "an integer" if kind is int else "a number"
+            raise GridError(f"{origin}: train.{key}={value!r} must be {wanted}")
         train[key] = kind(value)
     missing = set(AXES) - set(grid)
     if missing:

@@ -77,29 +77,34 @@ def check_h1(table: pd.DataFrame) -> Verdict:
 
 def check_h2(table: pd.DataFrame) -> Verdict:
     spec = declared()["H2"]
-    high = spec["high_lr"]
+    high, margin = spec["high_lr"], spec["collapse_margin"]
     chance = 1 / int(table["num_classes"].iloc[0])
     n_val = int(table["n_val"].min())
     low = table["lr"].min()
+
+    def collapsed(run: pd.Series) -> bool:
+        return abs(run["final_val_acc"] - chance) <= margin
+
     lines, ok = [], True
     for fc, line in table.groupby("fc_units"):
-        at = lambda lr, norm: line[(line["lr"] == lr) & (line["norm"] == norm)].iloc[0]  # noqa: E731
-        none_hi, none_lo, bn_hi = at(high, NO_NORM), at(low, NO_NORM), at(high, BATCHNORM)
-        collapsed = lambda r: abs(r["final_val_acc"] - chance) <= spec["collapse_margin"]  # noqa: E731
+        run = line.set_index(["lr", "norm"])
+        none_hi, none_lo = run.loc[(high, NO_NORM)], run.loc[(low, NO_NORM)]
+        bn_hi = run.loc[(high, BATCHNORM)]
         gap = none_lo["best_val_acc"] - none_hi["best_val_acc"]
         tol = spec["z"] * _se_diff(none_lo["best_val_acc"], none_hi["best_val_acc"], n_val)
-        reasons = [r for r, hit in (("diverged", bool(none_hi["diverged"])),
-                                    ("collapsed", collapsed(none_hi)),
-                                    (f"behind lr={low:g} by {gap:.3f} > {tol:.3f}", gap > tol)) if hit]
+        signals = {"diverged": bool(none_hi["diverged"]), "collapsed": collapsed(none_hi),
+                   f"behind lr={low:g} by {gap:.3f} > {tol:.3f}": gap > tol}
+        reasons = [name for name, hit in signals.items() if hit]
         bn_stable = not bool(bn_hi["diverged"]) and not collapsed(bn_hi)
         ok &= bool(reasons) and bn_stable
         lines.append(
             f"  fc={fc}: none@lr={high:g} best {none_hi['best_val_acc']:.3f} final "
             f"{none_hi['final_val_acc']:.3f} vs none@lr={low:g} best "
-            f"{none_lo['best_val_acc']:.3f} -> {'unstable: ' + ', '.join(reasons) if reasons else 'STABLE'}"
+            f"{none_lo['best_val_acc']:.3f} -> "
+            f"{'unstable: ' + ', '.join(reasons) if reasons else 'STABLE'}"
             f" (gap {gap:+.3f}, tolerance {tol:.3f}); batchnorm@lr={high:g} final "
             f"{bn_hi['final_val_acc']:.3f} -> {'stable' if bn_stable else 'UNSTABLE'}"
-            f" (chance {chance:.3f}, collapse margin {spec['collapse_margin']})")
+            f" (chance {chance:.3f}, collapse margin {margin})")
     return Verdict("H2", spec["statement"], ok, "\n".join(lines))
 
 
@@ -162,8 +167,8 @@ def judge(verdict: Verdict, recorded: str | None, source: str | None = None) -> 
     if recorded is None:
         return ("pass" if verdict.passed else "fail"), verdict.message
     if recorded != got:
-        return "fail", f"{verdict.name} changed: recorded as {recorded} in {source}, now {got}.\n" \
-                       f"{verdict.message}"
+        return "fail", (f"{verdict.name} changed: recorded as {recorded} in {source}, "
+                        f"now {got}.\n{verdict.message}")
     if got == "refuted":
         return "xfail", f"refuted, as recorded in {source}.\n{verdict.message}"
     return "pass", verdict.message

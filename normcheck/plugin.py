@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 
 from normcheck import hypotheses
-from normcheck.config import TrainConfig
 from normcheck.data import DataError, load_splits
 from normcheck.device import select_device
 from normcheck.grid import Grid, GridError, load_grid

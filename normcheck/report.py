@@ -24,7 +24,8 @@ def results_table(results: Iterable[RunResult]) -> pd.DataFrame:
     for r in results:
         summary = r.summary()
         rows.append({"case_id": r.config.case_id, **r.config.as_dict(), **summary,
-                     "diverged": bool(summary["diverged"]), "epochs_run": int(summary["epochs_run"]),
+                     "diverged": bool(summary["diverged"]),
+                     "epochs_run": int(summary["epochs_run"]),
                      "best_epoch": int(summary["best_epoch"]), "n_val": r.n_val,
                      "num_classes": r.num_classes, "device": r.device, "mlflow_run_id": r.run_id})
     table = pd.DataFrame(rows, columns=COLUMNS)

@@ -63,7 +63,8 @@ class Study:
         log.info("training %s on %s", config.case_id, self.device)
         run_id = None
         if self.tracker is not None:
-            run_id = self.tracker.start_run(config.case_id, self._params(config), self._tags(config))
+            run_id = self.tracker.start_run(config.case_id, self._params(config),
+                                            self._tags(config))
         try:
             result, model = train(config, self.data, on_epoch=lambda m: self._on_epoch(run_id, m))
         except BaseException:

@@ -1,10 +1,9 @@
 """The pytest plugin, run the way users run it: in a subprocess, under xdist, on a tiny grid."""
 
-from pathlib import Path
-
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -11,7 +11,7 @@ from filelock import FileLock
 
 from normcheck.atomic import atomic_path
 from normcheck.config import DataSpec
-from normcheck.data.sources import DataError, Source, load_raw, resolve_source
+from normcheck.data.sources import DataError, load_raw, resolve_source
 from normcheck.data.split import get_protocol, split
 
 CACHE_FORMAT = 1  # bump when the cached layout or the split algorithm changes
@@ -51,12 +51,13 @@ def fingerprint(tensors: dict[str, torch.Tensor], classes: tuple[str, ...]) -> s
     return digest.hexdigest()[:16]
 
 
-def load_splits(data_dir: str | os.PathLike | None, spec: DataSpec = DataSpec(),
+def load_splits(data_dir: str | os.PathLike | None, spec: DataSpec | None = None,
                 cache_dir: Path | None = None) -> SplitData:
     """Return the splits for ``spec``, decoding the source only if no cached copy exists.
 
     Concurrent callers (xdist workers) serialize on a file lock, so the source is decoded once.
     """
+    spec = spec or DataSpec()
     cache_dir = Path(cache_dir or default_cache_dir())
     protocol = get_protocol(spec.protocol)
     source = resolve_source(data_dir, cache_dir)
@@ -72,10 +73,12 @@ def load_splits(data_dir: str | os.PathLike | None, spec: DataSpec = DataSpec(),
     with FileLock(str(path) + ".lock"):
         if not path.exists():
             raw = load_raw(source, spec.classes, cache_dir)
-            tensors = split(raw, spec.classes, protocol, spec.split_seed, origin=source.describe())
+            tensors = split(raw, spec.classes, protocol, spec.split_seed,
+                            origin=source.describe())
             with atomic_path(path) as tmp:
                 torch.save({"tensors": tensors, "fingerprint": fingerprint(tensors, spec.classes)},
                            tmp)
         cached = torch.load(path, weights_only=True)
     return SplitData(**cached["tensors"], classes=spec.classes, protocol=protocol.name,
-                     split_seed=spec.split_seed, source=source.describe(), fingerprint=cached["fingerprint"])
+                     split_seed=spec.split_seed, source=source.describe(),
+                     fingerprint=cached["fingerprint"])

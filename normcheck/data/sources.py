@@ -208,7 +208,8 @@ def load_image_folder(root: Path, classes: tuple[str, ...]) -> RawData:
             xs.extend(_decode(p) for p in files)
             ys.extend([label] * len(files))
         if not xs:
-            return torch.empty((0, *IMAGE_SHAPE), dtype=torch.uint8), torch.empty(0, dtype=torch.int64)
+            return (torch.empty((0, *IMAGE_SHAPE), dtype=torch.uint8),
+                    torch.empty(0, dtype=torch.int64))
         return torch.stack(xs), torch.tensor(ys, dtype=torch.int64)
 
     train_x, train_y = read("train")
