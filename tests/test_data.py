@@ -103,8 +103,11 @@ def test_cache_decodes_once(seed_batches: Path, cache_dir: Path,
     assert second.fingerprint == first.fingerprint
     assert torch.equal(second.train_x, first.train_x)
     assert not list(cache_dir.glob(".*"))  # no temporary files left behind
-    with pytest.raises(AssertionError):  # another protocol or seed is another cache entry
-        load_splits(seed_batches, DataSpec(split_seed=1), cache_dir)
+    # another split seed or protocol reuses the decoded images
+    resampled = load_splits(seed_batches, DataSpec(split_seed=1), cache_dir)
+    assert resampled.fingerprint != first.fingerprint
+    with pytest.raises(AssertionError):  # other classes are another cache entry
+        load_splits(seed_batches, DataSpec(classes=("cat", "dog")), cache_dir)
 
 
 def test_fingerprint_depends_on_the_split(seed_batches: Path, cache_dir: Path) -> None:

@@ -1,9 +1,12 @@
-"""Decode once, then reuse: split tensors cached on disk, keyed by source, classes and protocol."""
+"""Decode once, then reuse: decoded images cached on disk per source and classes, split on demand.
+
+Splitting is indexing, milliseconds; decoding thousands of images is what the cache saves.
+"""
 
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -11,10 +14,10 @@ from filelock import FileLock
 
 from normcheck.atomic import atomic_path
 from normcheck.config import DataSpec
-from normcheck.data.sources import DataError, load_raw, resolve_source
+from normcheck.data.sources import DataError, RawData, Source, load_raw, resolve_source
 from normcheck.data.split import get_protocol, split
 
-CACHE_FORMAT = 1  # bump when the cached layout or the split algorithm changes
+CACHE_FORMAT = 2  # bump when the cached layout changes
 
 
 def default_cache_dir() -> Path:
@@ -51,34 +54,35 @@ def fingerprint(tensors: dict[str, torch.Tensor], classes: tuple[str, ...]) -> s
     return digest.hexdigest()[:16]
 
 
-def load_splits(data_dir: str | os.PathLike | None, spec: DataSpec | None = None,
-                cache_dir: Path | None = None) -> SplitData:
-    """Return the splits for ``spec``, decoding the source only if no cached copy exists.
+def load_raw_cached(source: Source, classes: tuple[str, ...], cache_dir: Path) -> RawData:
+    """The source's decoded images of ``classes``, decoding only if no cached copy exists.
 
     Concurrent callers (xdist workers) serialize on a file lock, so the source is decoded once.
     """
-    spec = spec or DataSpec()
-    cache_dir = Path(cache_dir or default_cache_dir())
-    protocol = get_protocol(spec.protocol)
-    source = resolve_source(data_dir, cache_dir)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"{cache_dir}: cannot create the data cache ({exc}); set NORMCHECK_CACHE "
                         "to a writable folder") from exc
-    key = hashlib.sha256(json.dumps(
-        [CACHE_FORMAT, source.identity(), list(spec.classes), protocol.name, spec.split_seed]
-    ).encode()).hexdigest()[:20]
-    path = cache_dir / f"splits-{key}.pt"
+    key = hashlib.sha256(json.dumps([CACHE_FORMAT, source.identity(), list(classes)]).encode())
+    path = cache_dir / f"images-{key.hexdigest()[:20]}.pt"
     with FileLock(str(path) + ".lock"):
         if not path.exists():
-            raw = load_raw(source, spec.classes, cache_dir)
-            tensors = split(raw, spec.classes, protocol, spec.split_seed,
-                            origin=source.describe())
+            raw = load_raw(source, classes, cache_dir)
             with atomic_path(path) as tmp:
-                torch.save({"tensors": tensors, "fingerprint": fingerprint(tensors, spec.classes)},
-                           tmp)
-        cached = torch.load(path, weights_only=True)
-    return SplitData(**cached["tensors"], classes=spec.classes, protocol=protocol.name,
+                torch.save(asdict(raw), tmp)
+        return RawData(**torch.load(path, weights_only=True))
+
+
+def load_splits(data_dir: str | os.PathLike | None, spec: DataSpec | None = None,
+                cache_dir: Path | None = None) -> SplitData:
+    """The train/validation/test splits for ``spec``; images come from the decode cache."""
+    spec = spec or DataSpec()
+    cache_dir = Path(cache_dir or default_cache_dir())
+    protocol = get_protocol(spec.protocol)
+    source = resolve_source(data_dir, cache_dir)
+    raw = load_raw_cached(source, spec.classes, cache_dir)
+    tensors = split(raw, spec.classes, protocol, spec.split_seed, origin=source.describe())
+    return SplitData(**tensors, classes=spec.classes, protocol=protocol.name,
                      split_seed=spec.split_seed, source=source.describe(),
-                     fingerprint=cached["fingerprint"])
+                     fingerprint=fingerprint(tensors, spec.classes))
