@@ -25,7 +25,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     dropout: float = 0.5
     base_channels: int = 16
-    seed: int = 42
+    seed: int = 42  # weight init, batch order and dropout
+    split_seed: int = 42  # which train/validation split (a replicate may resample it)
 
     def __post_init__(self) -> None:
         checks = [
@@ -44,7 +45,12 @@ class TrainConfig:
 
     @property
     def case_id(self) -> str:
-        """A readable test id, e.g. ``lr=0.01-fc=32-norm=batchnorm``."""
+        """A readable test id, e.g. ``lr=0.01-fc=32-norm=batchnorm-seed=42``."""
+        return f"{self.cell_id}-seed={self.seed}"
+
+    @property
+    def cell_id(self) -> str:
+        """The grid cell, without the replicate: ``lr=0.01-fc=32-norm=batchnorm``."""
         return f"lr={self.lr:g}-fc={self.fc_units}-norm={self.norm}"
 
     def as_dict(self) -> dict[str, Any]:

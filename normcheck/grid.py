@@ -2,7 +2,7 @@
 
 import itertools
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -10,9 +10,10 @@ from typing import Any
 from normcheck.config import ConfigError, DataSpec, TrainConfig
 
 AXES = {"lr": float, "fc_units": int, "norm": str}
-FIXED = {f.name: f.type for f in fields(TrainConfig) if f.name not in AXES}
+FIXED = {f.name: f.type for f in fields(TrainConfig) if f.name not in AXES.keys() | {"split_seed"}}
+REPLICATE_KEYS = {"seeds": int, "resample_split": bool}
 DATA_KEYS = {f.name for f in fields(DataSpec)}
-TOP_KEYS = {"description", "extends", "grid", "train", "data"}
+TOP_KEYS = {"description", "extends", "grid", "train", "data", "replicates"}
 
 
 class GridError(ValueError):
@@ -30,11 +31,40 @@ class Grid:
     norm: tuple[str, ...]
     train: tuple[tuple[str, Any], ...]  # the fixed TrainConfig settings, as sorted items
     data: DataSpec
+    seeds: int = 1  # replicates per cell: seeds base, base+1, ...
+    resample_split: bool = False  # each replicate also draws its own train/validation split
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise GridError(f"seeds={self.seeds!r} is invalid: use an integer >= 1")
+
+    @property
+    def base_seed(self) -> int:
+        return int(dict(self.train).get("seed", TrainConfig.seed))
 
     def configs(self) -> list[TrainConfig]:
-        """Every (lr, fc_units, norm) combination, in the order the profile lists them."""
-        return [TrainConfig(lr=lr, fc_units=fc, norm=norm, **dict(self.train))
-                for lr, fc, norm in itertools.product(self.lr, self.fc_units, self.norm)]
+        """Every (lr, fc_units, norm, replicate), in the order the profile lists them.
+
+        Replicate i uses seed base+i; with BatchNorm and without it sees the same split and
+        batch order, so the two can be compared pair by pair.
+        """
+        fixed = {k: v for k, v in self.train if k != "seed"}
+        return [TrainConfig(lr=lr, fc_units=fc, norm=norm, seed=self.base_seed + i,
+                            split_seed=self.data.split_seed + (i if self.resample_split else 0),
+                            **fixed)
+                for lr, fc, norm, i in itertools.product(self.lr, self.fc_units, self.norm,
+                                                         range(self.seeds))]
+
+    def with_replicates(self, seeds: int | None = None, base_seed: int | None = None,
+                        resample_split: bool | None = None) -> "Grid":
+        """This grid with command-line overrides of the replicate settings."""
+        train = dict(self.train)
+        if base_seed is not None:
+            train["seed"] = base_seed
+        return replace(self, train=tuple(sorted(train.items())),
+                       seeds=self.seeds if seeds is None else seeds,
+                       resample_split=(self.resample_split if resample_split is None
+                                       else resample_split))
 
 
 def profile_names() -> list[str]:
@@ -71,7 +101,7 @@ def _raw_profile(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict[st
     unknown = set(raw) - TOP_KEYS
     if unknown:
         raise GridError(f"{origin}: unknown keys {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
-    for table in ("grid", "train", "data"):
+    for table in ("grid", "train", "data", "replicates"):
         if not isinstance(raw.get(table, {}), dict):
             raise GridError(f"{origin}: [{table}] must be a table")
     parent_name = raw.get("extends", None if name_or_path == "full" else "full")
@@ -86,7 +116,8 @@ def _raw_profile(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict[st
         if path.suffix == ".toml":  # relative to the extending file
             parent_name = str(path.parent / parent_name)
     parent, _ = _raw_profile(parent_name, seen + (name_or_path,))
-    merged = {key: {**parent.get(key, {}), **raw.get(key, {})} for key in ("grid", "train", "data")}
+    merged = {key: {**parent.get(key, {}), **raw.get(key, {})}
+              for key in ("grid", "train", "data", "replicates")}
     merged["description"] = raw.get("description", parent.get("description", ""))
     return merged, origin
 
@@ -111,8 +142,10 @@ def load_grid(name_or_path: str) -> Grid:
     """Load a named profile or a TOML file, validating every value before anything trains."""
     raw, origin = _raw_profile(name_or_path)
     grid, train, data = raw.get("grid", {}), dict(raw.get("train", {})), raw.get("data", {})
+    replicates = raw.get("replicates", {})
     for table, keys, allowed in (("grid", grid, AXES), ("train", train, FIXED),
-                                 ("data", data, DATA_KEYS)):
+                                 ("data", data, DATA_KEYS), ("replicates", replicates,
+                                                             REPLICATE_KEYS)):
         unknown = set(keys) - set(allowed)
         if unknown:
             raise GridError(f"{origin}: unknown keys {sorted(unknown)} in [{table}]; "
@@ -133,10 +166,15 @@ def load_grid(name_or_path: str) -> Grid:
                 not all(isinstance(c, str) for c in data["classes"]):
             raise GridError(f"{origin}: data.classes={data['classes']!r} must be a list of names")
         data = {**data, "classes": tuple(data["classes"])}
+    for key, kind in REPLICATE_KEYS.items():
+        if key in replicates and type(replicates[key]) is not kind:
+            raise GridError(f"{origin}: replicates.{key}={replicates[key]!r} must be "
+                            f"{'true or false' if kind is bool else 'an integer'}")
     try:
         result = Grid(name=name_or_path, description=str(raw.get("description", "")),
-                      train=tuple(sorted(train.items())), data=DataSpec(**data), **axes)
+                      train=tuple(sorted(train.items())), data=DataSpec(**data), **axes,
+                      **replicates)
         result.configs()  # validates every value through TrainConfig
-    except (ConfigError, TypeError) as exc:
+    except (ConfigError, GridError, TypeError) as exc:
         raise GridError(f"{origin}: {exc}") from exc
     return result

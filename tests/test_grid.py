@@ -10,16 +10,29 @@ from normcheck.grid import GridError, load_grid, profile_names
 def test_profiles() -> None:
     assert set(profile_names()) >= {"full", "quick"}
     full = load_grid("full")
-    assert len(full.configs()) == 18
+    assert len(full.configs()) == 18 * 5 and full.seeds == 5
     assert (full.lr, full.fc_units, full.norm) == ((0.01, 0.003, 0.001), (32, 64, 128),
                                                   ("none", "batchnorm"))
     first = full.configs()[0]
     assert (first.epochs, first.batch_size, first.weight_decay, first.seed) == (5, 64, 1e-4, 42)
     assert full.data.protocol == "seed" and full.data.classes == ("cat", "dog", "horse")
     quick = load_grid("quick")
-    assert [c.case_id for c in quick.configs()] == [
+    assert [c.cell_id for c in quick.configs()[::quick.seeds]] == [
         "lr=0.01-fc=64-norm=none", "lr=0.01-fc=64-norm=batchnorm",
         "lr=0.001-fc=64-norm=none", "lr=0.001-fc=64-norm=batchnorm"]
+    assert [c.case_id for c in quick.configs()[:2]] == ["lr=0.01-fc=64-norm=none-seed=42",
+                                                       "lr=0.01-fc=64-norm=none-seed=43"]
+
+
+def test_replicates_are_paired_and_may_resample_the_split() -> None:
+    grid = load_grid("quick").with_replicates(seeds=3, base_seed=7)
+    seeds = {(c.cell_id, c.seed, c.split_seed) for c in grid.configs()}
+    assert {(s, sp) for _, s, sp in seeds} == {(7, 42), (8, 42), (9, 42)}
+    resampled = grid.with_replicates(resample_split=True).configs()
+    by_seed = {(c.norm, c.seed): c.split_seed for c in resampled}
+    assert by_seed[("none", 8)] == by_seed[("batchnorm", 8)] == 43  # pairs share a split
+    with pytest.raises(GridError, match=r"seeds=0 is invalid"):
+        grid.with_replicates(seeds=0)
 
 
 def test_toml_file_overrides_a_profile(tmp_path: Path) -> None:
@@ -28,7 +41,7 @@ def test_toml_file_overrides_a_profile(tmp_path: Path) -> None:
                     '[data]\nclasses = ["cat", "dog"]\n')
     grid = load_grid(str(path))
     assert grid.fc_units == (8, 16) and grid.lr == (0.01, 0.001)
-    assert {c.epochs for c in grid.configs()} == {2} and len(grid.configs()) == 8
+    assert {c.epochs for c in grid.configs()} == {2} and len(grid.configs()) == 8 * 5
     assert grid.data.classes == ("cat", "dog")
 
 
@@ -36,7 +49,7 @@ def test_toml_file_without_extends_overrides_full(tmp_path: Path) -> None:
     path = tmp_path / "mine.toml"
     path.write_text("[train]\nepochs = 1\n")
     grid = load_grid(str(path))
-    assert len(grid.configs()) == 18 and grid.configs()[0].epochs == 1
+    assert len(grid.configs()) == 90 and grid.configs()[0].epochs == 1
 
 
 def test_toml_file_may_extend_a_sibling_file(tmp_path: Path) -> None:
@@ -60,6 +73,9 @@ def test_toml_file_may_extend_a_sibling_file(tmp_path: Path) -> None:
     ("surprise = 1\n", r"unknown keys \['surprise'\]"),
     ('extends = "nothing"\n', r"extends='nothing' is not a profile name \(full, quick\)"),
     ('[data]\nclasses = ["cat"]\n', r"name at least two classes"),
+    ("[replicates]\nseeds = 0\n", r"seeds=0 is invalid: use an integer >= 1"),
+    ("[replicates]\nseeds = 2.5\n", r"replicates.seeds=2.5 must be an integer"),
+    ('[replicates]\nresample_split = "yes"\n', r"must be true or false"),
 ])
 def test_bad_toml_is_rejected_with_file_and_reason(tmp_path: Path, text: str,
                                                     message: str) -> None:
