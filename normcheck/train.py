@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from normcheck.config import TrainConfig
 from normcheck.data import SplitData
 from normcheck.model import CompactCNN
+from normcheck.stability import PROBE_BATCH, landscape_probe, run_signals
 
 EVAL_BATCH = 1024
 
@@ -48,6 +49,14 @@ class EpochMetrics:
     train_acc: float
     val_loss: float
     val_acc: float
+    # landscape probe at the end of the epoch (see normcheck.stability); NaN once diverged
+    loss_range: float = math.nan
+    grad_change: float = math.nan
+    beta_smoothness: float = math.nan
+
+    def metrics(self) -> dict[str, float]:
+        """Everything but the epoch number, as logged to MLflow per step."""
+        return {k: v for k, v in asdict(self).items() if k != "epoch"}
 
 
 @dataclass
@@ -57,6 +66,7 @@ class RunResult:
     config: TrainConfig
     history: list[EpochMetrics] = field(default_factory=list)
     test_acc: float = math.nan
+    initial_train_loss: float = math.nan  # the loss of the first batch, before any update
     diverged: bool = False
     max_grad_norm: float = 0.0
     train_seconds: float = 0.0
@@ -80,6 +90,11 @@ class RunResult:
     def summary(self) -> dict[str, float]:
         """The final metrics, as logged to MLflow and written to metrics.csv."""
         last = self.final
+
+        def mean(key: str) -> float:
+            values = [getattr(m, key) for m in self.history if math.isfinite(getattr(m, key))]
+            return sum(values) / len(values) if values else math.nan
+
         return {
             "best_val_acc": self.best_val_acc,
             "best_epoch": self.best_epoch,
@@ -91,6 +106,12 @@ class RunResult:
             "diverged": float(self.diverged),
             "epochs_run": len(self.history),
             "max_grad_norm": self.max_grad_norm,
+            "initial_train_loss": self.initial_train_loss,
+            **run_signals(self.history, self.initial_train_loss, self.diverged,
+                          self.num_classes),
+            "loss_range": mean("loss_range"),
+            "grad_change": mean("grad_change"),
+            "beta_smoothness": mean("beta_smoothness"),
             "train_seconds": self.train_seconds,
         }
 
@@ -153,9 +174,14 @@ def train(config: TrainConfig, data: DeviceData,
             max_grad_norm = torch.fmax(max_grad_norm, grad_norm)  # fmax skips NaN
             loss_sum += loss.detach() * len(idx)
             correct += (logits.argmax(1) == y).sum()
+            if epoch == 1 and i == 0:
+                result.initial_train_loss = loss.item()
+        train_loss = loss_sum.item() / len(order)
+        probe = (landscape_probe(model, data.train_x[:PROBE_BATCH], data.train_y[:PROBE_BATCH],
+                                 config.lr) if math.isfinite(train_loss) else {})
         val_loss, val_acc = evaluate(model, data.val_x, data.val_y)
-        metrics = EpochMetrics(epoch, loss_sum.item() / len(order), correct.item() / len(order),
-                               val_loss, val_acc)
+        metrics = EpochMetrics(epoch, train_loss, correct.item() / len(order), val_loss, val_acc,
+                               **probe)
         result.history.append(metrics)
         if on_epoch is not None:
             on_epoch(metrics)

@@ -107,3 +107,41 @@ def test_result_round_trips_through_a_dict() -> None:
     result, _ = train(TrainConfig(lr=1e-3, fc_units=8, epochs=1, batch_size=32,
                                   base_channels=2), tiny_data())
     assert RunResult.from_dict(result.to_dict()) == result
+
+
+def test_landscape_probe_leaves_the_model_untouched() -> None:
+    from normcheck.stability import landscape_probe
+
+    torch.manual_seed(0)
+    model = CompactCNN(8, "batchnorm", base_channels=2)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = tiny_data()
+    probe = landscape_probe(model, data.train_x[:32], data.train_y[:32], lr=0.01)
+    assert set(probe) == {"loss_range", "grad_change", "beta_smoothness"}
+    assert all(v >= 0 and math.isfinite(v) for v in probe.values())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BN running stats included
+
+
+def test_every_epoch_records_the_landscape_probe() -> None:
+    result, _ = train(TrainConfig(lr=3e-3, fc_units=8, epochs=2, batch_size=16,
+                                  base_channels=2), tiny_data())
+    assert all(math.isfinite(m.beta_smoothness) and m.grad_change >= 0 for m in result.history)
+    assert math.isfinite(result.initial_train_loss)
+
+
+def test_run_signals() -> None:
+    from normcheck.stability import run_signals
+    from normcheck.train import EpochMetrics
+
+    def epochs(*accs, final_loss=0.5):
+        return [EpochMetrics(i + 1, final_loss, a, 1.0, a) for i, a in enumerate(accs)]
+
+    good = run_signals(epochs(0.5, 0.6, 0.7), 1.1, False, 3)
+    assert good == {"collapsed": 0.0, "loss_up": 0.0, "volatility": pytest.approx(0.1),
+                    "unstable": 0.0}
+    collapsed = run_signals(epochs(0.5, 0.36), 1.1, False, 3)
+    assert collapsed["collapsed"] == 1.0 and collapsed["unstable"] == 1.0
+    assert run_signals(epochs(0.5, 0.6, final_loss=1.2), 1.1, False, 3)["loss_up"] == 1.0
+    assert run_signals(epochs(0.5, 0.6, final_loss=math.nan), 1.1, True, 3)["unstable"] == 1.0
