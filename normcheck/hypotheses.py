@@ -1,8 +1,8 @@
-"""The study's hypotheses, decided from a table of recorded results.
+"""The study's hypotheses, decided with statistics from a table of recorded runs.
 
-Each check takes the metrics table (one row per configuration, as in ``metrics.csv``) and
-returns a ``Verdict`` whose message shows the numbers behind it. The deciding values live in
-``hypotheses.toml``, declared up front.
+Each check takes the metrics table (one row per run, as in ``metrics.csv``) and returns a
+``Verdict``: the statistic, its bootstrap confidence interval, the margin, and the numbers
+behind it. The statements and deciding values live in ``hypotheses.toml``, declared up front.
 """
 
 import math
@@ -10,22 +10,40 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 
+import numpy as np
 import pandas as pd
 
+from normcheck.stats import Estimate, holm, paired_pvalues, stratified_bootstrap
+
 NO_NORM, BATCHNORM = "none", "batchnorm"
+NORMS = (NO_NORM, BATCHNORM)  # axis order of the paired arrays
+PASSING = {"holds", "superior", "non-inferior"}
+VERDICTS = PASSING | {"inconclusive", "refuted"}
 
 
 @dataclass(frozen=True)
 class Verdict:
     name: str
     statement: str
-    passed: bool
-    details: str  # the numbers, one line per cell or line of the grid
+    verdict: str  # holds | superior | non-inferior | inconclusive | refuted
+    statistic: str
+    estimate: Estimate | None
+    margin: float
+    details: str  # the numbers behind it, one line each
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict in PASSING
+
+    @property
+    def summary(self) -> str:
+        ci = f"{self.estimate} (95% CI)" if self.estimate else "not estimated"
+        return f"{self.statistic} = {ci}, margin {self.margin:g}"
 
     @property
     def message(self) -> str:
-        word = "holds" if self.passed else "REFUTED"
-        return f"{self.name} {word}: {self.statement}\n{self.details}"
+        return f"{self.name} {self.verdict.upper()}: {self.statement}\n  {self.summary}\n" \
+               f"{self.details}"
 
 
 def declared() -> dict[str, dict]:
@@ -48,82 +66,184 @@ def grid_problems(lrs: tuple[float, ...], norms: tuple[str, ...]) -> list[str]:
     return problems
 
 
-def _se_diff(p1: float, p2: float, n: int) -> float:
-    """Binomial standard error of the difference of two accuracies on n images each."""
-    clip = lambda p: min(max(p, 0.0), 1.0)  # noqa: E731  (NaN-safe for diverged runs)
-    return math.sqrt((clip(p1) * (1 - clip(p1)) + clip(p2) * (1 - clip(p2))) / n)
+class Paired:
+    """The table as arrays of shape (lr, fc_units, seed, norm): replicates paired by seed."""
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        self.table = table
+        self.lrs = sorted(table["lr"].unique(), reverse=True)
+        self.fcs = sorted(table["fc_units"].unique())
+        self.seeds = sorted(table["seed"].unique())
+        expected = len(self.lrs) * len(self.fcs) * len(self.seeds) * len(NORMS)
+        if len(table.drop_duplicates(["lr", "fc_units", "seed", "norm"])) != expected:
+            raise ValueError("every (lr, fc_units, seed) needs one run with each norm; "
+                             f"the table has {len(table)} runs for {expected} slots")
+
+    def __call__(self, metric: str) -> np.ndarray:
+        indexed = self.table.set_index(["lr", "fc_units", "seed", "norm"])[metric]
+        index = pd.MultiIndex.from_product([self.lrs, self.fcs, self.seeds, list(NORMS)])
+        return indexed.reindex(index).to_numpy(dtype=float).reshape(
+            len(self.lrs), len(self.fcs), len(self.seeds), len(NORMS))
 
 
-def _cells(table: pd.DataFrame, value: str) -> pd.DataFrame:
-    """Rows (lr, fc_units), columns none/batchnorm, of one metric."""
-    return table.pivot_table(index=["lr", "fc_units"], columns="norm", values=value,
-                             aggfunc="first").sort_index(ascending=[False, True])
+def _bootstrap(data: np.ndarray, statistic, alpha: float) -> Estimate:
+    """Resample seeds within each (lr, fc_units) cell of an (lr, fc, seed, ...) array."""
+    return stratified_bootstrap(data, statistic, strata_dims=2, confidence=1 - alpha)
+
+
+def _direction(estimate: Estimate, margin: float) -> str:
+    if estimate.low > margin:
+        return "holds"
+    if estimate.high < margin:
+        return "refuted"
+    return "inconclusive"
+
+
+def _too_few(name: str, spec: dict, paired: Paired) -> Verdict | None:
+    if len(paired.seeds) >= spec["min_replicates"]:
+        return None
+    return Verdict(name, spec["statement"], "inconclusive", spec["statistic"], None,
+                   spec["margin"], f"  needs at least {spec['min_replicates']} replicates "
+                                   f"(seeds) per cell; the grid has {len(paired.seeds)}")
 
 
 def check_h1(table: pd.DataFrame) -> Verdict:
-    spec = declared()["H1"]
-    acc = _cells(table, "best_val_acc")
-    n_val = int(table["n_val"].min())
-    lines, ok = [], True
-    for (lr, fc), row in acc.iterrows():
-        bn, none = row[BATCHNORM], row[NO_NORM]
-        tol = spec["z"] * _se_diff(bn, none, n_val)
-        cell_ok = bn >= none - tol
-        ok &= bool(cell_ok)
-        lines.append(f"  lr={lr:g} fc={fc}: batchnorm {bn:.3f} vs none {none:.3f} "
-                     f"(diff {bn - none:+.3f}, tolerance {tol:.3f}) {'ok' if cell_ok else 'FAIL'}")
-    return Verdict("H1", spec["statement"], ok, "\n".join(lines))
+    spec, paired = declared()["H1"], Paired(table)
+    if (short := _too_few("H1", spec, paired)) is not None:
+        return short
+    acc = paired("best_val_acc")
+    diff = acc[..., 1] - acc[..., 0]  # (lr, fc, seed)
+    estimate = _bootstrap(diff, lambda d: np.nanmean(d, axis=(1, 2, 3)), spec["alpha"])
+    wins = _bootstrap(np.sign(diff) * 0.5 + 0.5, lambda d: np.nanmean(d, axis=(1, 2, 3)),
+                      spec["alpha"])
+    if estimate.low > 0:
+        verdict = "superior"
+    elif estimate.low > -spec["margin"]:
+        verdict = "non-inferior"
+    elif estimate.high < -spec["margin"]:
+        verdict = "refuted"
+    else:
+        verdict = "inconclusive"
+    cells = diff.reshape(-1, diff.shape[-1])
+    raw_p = paired_pvalues(cells)
+    adjusted = holm(raw_p)
+    lines = [f"  P(batchnorm > none) = {wins.value:.3f} [{wins.low:.3f}, {wins.high:.3f}] "
+             f"over {diff.size} pairs (ties count half)",
+             "  per cell (reported, not asserted): mean diff +- sd, paired t-test p, Holm p"]
+    for k, (lr, fc) in enumerate((lr, fc) for lr in paired.lrs for fc in paired.fcs):
+        lines.append(f"    lr={lr:g} fc={fc}: {np.nanmean(cells[k]):+.3f} +- "
+                     f"{np.nanstd(cells[k], ddof=1) if cells.shape[1] > 1 else 0:.3f}  "
+                     f"p={raw_p[k]:.3f}  holm={adjusted[k]:.3f}")
+    return Verdict("H1", spec["statement"], verdict, spec["statistic"], estimate,
+                   spec["margin"], "\n".join(lines))
 
 
 def check_h2(table: pd.DataFrame) -> Verdict:
-    spec = declared()["H2"]
-    high, margin = spec["high_lr"], spec["collapse_margin"]
-    chance = 1 / int(table["num_classes"].iloc[0])
-    n_val = int(table["n_val"].min())
-    low = table["lr"].min()
+    spec, paired = declared()["H2"], Paired(table)
+    if (short := _too_few("H2", spec, paired)) is not None:
+        return short
+    high = paired.lrs.index(spec["high_lr"])
+    acc = paired("best_val_acc")
+    unstable = paired("unstable")
+    means = np.nanmean(acc[..., 0], axis=2)  # no-norm, (lr, fc)
+    best = [int(np.nanargmax(means[:, f])) for f in range(len(paired.fcs))]
+    # (fc, seed, 2): no-norm at its best lr and at the high lr, per fc_units
+    pairs = np.stack([np.stack([acc[best[f], f, :, 0], acc[high, f, :, 0]], axis=-1)
+                      for f in range(len(paired.fcs))])
+    estimate = stratified_bootstrap(pairs, lambda d: np.nanmean(d[..., 0] - d[..., 1],
+                                                                axis=(1, 2)),
+                                    strata_dims=1, confidence=1 - spec["alpha"])
+    spread = stratified_bootstrap(
+        acc[high], lambda d: np.nanmean(np.nanstd(d[..., 0], axis=2, ddof=1), axis=1) /
+        np.maximum(np.nanmean(np.nanstd(d[..., 1], axis=2, ddof=1), axis=1), 1e-9),
+        strata_dims=1, confidence=1 - spec["alpha"])
+    bn_unstable = int(np.nansum(unstable[high, ..., 1]))
+    verdict = "refuted" if bn_unstable else _direction(estimate, spec["margin"])
+    n = unstable[high, ..., 0].size
+    lines = [f"  unstable runs at lr={spec['high_lr']:g} (diverged, collapsed or loss up): "
+             f"none {int(np.nansum(unstable[high, ..., 0]))}/{n}, batchnorm {bn_unstable}/{n}",
+             f"  spread of validation accuracy across seeds at lr={spec['high_lr']:g}, "
+             f"sd none / sd batchnorm = {spread.value:.2f} [{spread.low:.2f}, {spread.high:.2f}]"]
+    for f, fc in enumerate(paired.fcs):
+        lines.append(f"    fc={fc}: none best lr={paired.lrs[best[f]]:g} mean "
+                     f"{means[best[f], f]:.3f} vs lr={spec['high_lr']:g} mean {means[high, f]:.3f}"
+                     f"; sd none {np.nanstd(acc[high, f, :, 0], ddof=1):.3f}, batchnorm "
+                     f"{np.nanstd(acc[high, f, :, 1], ddof=1):.3f}")
+    return Verdict("H2", spec["statement"], verdict, spec["statistic"], estimate,
+                   spec["margin"], "\n".join(lines))
 
-    def collapsed(run: pd.Series) -> bool:
-        return abs(run["final_val_acc"] - chance) <= margin
 
-    lines, ok = [], True
-    for fc, line in table.groupby("fc_units"):
-        run = line.set_index(["lr", "norm"])
-        none_hi, none_lo = run.loc[(high, NO_NORM)], run.loc[(low, NO_NORM)]
-        bn_hi = run.loc[(high, BATCHNORM)]
-        gap = none_lo["best_val_acc"] - none_hi["best_val_acc"]
-        tol = spec["z"] * _se_diff(none_lo["best_val_acc"], none_hi["best_val_acc"], n_val)
-        signals = {"diverged": bool(none_hi["diverged"]), "collapsed": collapsed(none_hi),
-                   f"behind lr={low:g} by {gap:.3f} > {tol:.3f}": gap > tol}
-        reasons = [name for name, hit in signals.items() if hit]
-        bn_stable = not bool(bn_hi["diverged"]) and not collapsed(bn_hi)
-        ok &= bool(reasons) and bn_stable
-        lines.append(
-            f"  fc={fc}: none@lr={high:g} best {none_hi['best_val_acc']:.3f} final "
-            f"{none_hi['final_val_acc']:.3f} vs none@lr={low:g} best "
-            f"{none_lo['best_val_acc']:.3f} -> "
-            f"{'unstable: ' + ', '.join(reasons) if reasons else 'STABLE'}"
-            f" (gap {gap:+.3f}, tolerance {tol:.3f}); batchnorm@lr={high:g} final "
-            f"{bn_hi['final_val_acc']:.3f} -> {'stable' if bn_stable else 'UNSTABLE'}"
-            f" (chance {chance:.3f}, collapse margin {margin})")
-    return Verdict("H2", spec["statement"], ok, "\n".join(lines))
+def _lr_sensitivity(d: np.ndarray) -> np.ndarray:
+    """(batch, lr, fc, seed, norm) -> (batch, fc, norm): max - min over lr of the seed means."""
+    means = np.nanmean(d, axis=3)
+    return np.nanmax(means, axis=1) - np.nanmin(means, axis=1)
 
 
 def check_h3(table: pd.DataFrame) -> Verdict:
-    spec = declared()["H3"]
-    acc = table.pivot_table(index="lr", columns=["fc_units", "norm"], values="best_val_acc",
-                            aggfunc="first")
-    lines, ok = [], True
-    for fc in sorted(table["fc_units"].unique()):
-        spread = {norm: acc[(fc, norm)].max() - acc[(fc, norm)].min()
-                  for norm in (BATCHNORM, NO_NORM)}
-        line_ok = spread[BATCHNORM] < spread[NO_NORM]
-        ok &= bool(line_ok)
-        lines.append(f"  fc={fc}: spread over lr batchnorm {spread[BATCHNORM]:.3f} vs none "
-                     f"{spread[NO_NORM]:.3f} {'ok' if line_ok else 'FAIL'}")
-    return Verdict("H3", spec["statement"], ok, "\n".join(lines))
+    spec, paired = declared()["H3"], Paired(table)
+    if (short := _too_few("H3", spec, paired)) is not None:
+        return short
+    acc = paired("best_val_acc")
+    estimate = _bootstrap(acc, lambda d: np.mean(_lr_sensitivity(d)[..., 0] -
+                                                 _lr_sensitivity(d)[..., 1], axis=1),
+                          spec["alpha"])
+    sens = _lr_sensitivity(acc[None])[0]
+    lines = [f"  fc={fc}: lr-sensitivity none {sens[f, 0]:.3f}, batchnorm {sens[f, 1]:.3f}"
+             for f, fc in enumerate(paired.fcs)]
+    return Verdict("H3", spec["statement"], _direction(estimate, spec["margin"]),
+                   spec["statistic"], estimate, spec["margin"], "\n".join(lines))
 
 
-CHECKS = {"H1": check_h1, "H2": check_h2, "H3": check_h3}
+def check_h4(table: pd.DataFrame) -> Verdict:
+    spec, paired = declared()["H4"], Paired(table)
+    if (short := _too_few("H4", spec, paired)) is not None:
+        return short
+    acc, train = paired("best_val_acc"), paired("final_train_acc")
+
+    def surface_spread(d: np.ndarray) -> np.ndarray:
+        means = np.nanmean(d, axis=3)  # (batch, lr, fc, norm)
+        spread = np.nanmax(means, axis=(1, 2)) - np.nanmin(means, axis=(1, 2))
+        return spread[:, 0] - spread[:, 1]
+
+    estimate = _bootstrap(acc, surface_spread, spec["alpha"])
+    means = np.nanmean(acc, axis=2)
+    lines = [f"  surface spread: none {np.ptp(means[..., 0]):.3f}, batchnorm "
+             f"{np.ptp(means[..., 1]):.3f}",
+             "  fc_units effect (reported, not asserted): mean validation / final train "
+             "accuracy over lr and seeds"]
+    for n, norm in enumerate(NORMS):
+        cols = ", ".join(f"fc={fc}: {np.nanmean(acc[:, f, :, n]):.3f} / "
+                         f"{np.nanmean(train[:, f, :, n]):.3f}" for f, fc in enumerate(paired.fcs))
+        lines.append(f"    {norm}: {cols}")
+    return Verdict("H4", spec["statement"], _direction(estimate, spec["margin"]),
+                   spec["statistic"], estimate, spec["margin"], "\n".join(lines))
+
+
+def check_h5(table: pd.DataFrame) -> Verdict:
+    spec, paired = declared()["H5"], Paired(table)
+    if (short := _too_few("H5", spec, paired)) is not None:
+        return short
+    beta = paired("beta_smoothness")
+    with np.errstate(all="ignore"):
+        log_ratio = np.log(beta[..., 0] / beta[..., 1])  # NaN where a run diverged
+    estimate = _bootstrap(log_ratio, lambda d: np.nanmean(d, axis=(1, 2, 3)), spec["alpha"])
+    loss_range, grad_change = paired("loss_range"), paired("grad_change")
+    lines = ["  per lr, mean over fc_units and seeds: beta-smoothness / loss range / "
+             "gradient change, none vs batchnorm"]
+    for i, lr in enumerate(paired.lrs):
+        lines.append(
+            f"    lr={lr:g}: beta {np.nanmean(beta[i, ..., 0]):.2f} vs "
+            f"{np.nanmean(beta[i, ..., 1]):.2f}; loss range {np.nanmean(loss_range[i, ..., 0]):.4f}"
+            f" vs {np.nanmean(loss_range[i, ..., 1]):.4f}; gradient change "
+            f"{np.nanmean(grad_change[i, ..., 0]):.3f} vs {np.nanmean(grad_change[i, ..., 1]):.3f}")
+    if math.isnan(estimate.value):
+        return Verdict("H5", spec["statement"], "inconclusive", spec["statistic"], estimate,
+                       spec["margin"], "\n".join(lines))
+    return Verdict("H5", spec["statement"], _direction(estimate, spec["margin"]),
+                   spec["statistic"], estimate, spec["margin"], "\n".join(lines))
+
+
+CHECKS = {"H1": check_h1, "H2": check_h2, "H3": check_h3, "H4": check_h4, "H5": check_h5}
 
 
 def evaluate(table: pd.DataFrame) -> list[Verdict]:
@@ -131,10 +251,9 @@ def evaluate(table: pd.DataFrame) -> list[Verdict]:
     return [check(table) for check in CHECKS.values()]
 
 
-
 def load_recorded_verdicts(path: str) -> list[dict]:
     """Records of verdicts from a TOML file: ``[[record]]`` tables with ``grid``,
-    ``data_fingerprint`` and ``H<n> = "holds" | "refuted"`` entries."""
+    ``data_fingerprint`` and ``H<n> = "<verdict>"`` entries."""
     try:
         with open(path, "rb") as f:
             records = tomllib.load(f).get("record", [])
@@ -143,9 +262,9 @@ def load_recorded_verdicts(path: str) -> list[dict]:
     for record in records:
         if not {"grid", "data_fingerprint"} <= set(record):
             raise ValueError(f"{path}: every [[record]] needs grid and data_fingerprint")
-        bad = {k: v for k, v in record.items() if k in CHECKS and v not in ("holds", "refuted")}
+        bad = {k: v for k, v in record.items() if k in CHECKS and v not in VERDICTS}
         if bad:
-            raise ValueError(f"{path}: verdicts must be 'holds' or 'refuted', got {bad}")
+            raise ValueError(f"{path}: verdicts must be one of {sorted(VERDICTS)}, got {bad}")
     return records
 
 
@@ -157,18 +276,24 @@ def recorded_for(records: list[dict], grid: str, fingerprint: str) -> dict[str, 
     return {}
 
 
-def judge(verdict: Verdict, recorded: str | None, source: str | None = None) -> tuple[str, str]:
-    """How a test reports a verdict: ``("pass" | "fail" | "xfail", message)``.
+def judge(verdict: Verdict, recorded: str | None, source: str | None = None,
+          inconclusive: str = "fail") -> tuple[str, str]:
+    """How a test reports a verdict: ``("pass" | "fail" | "xfail" | "warn", message)``.
 
-    Without a record, a refuted hypothesis fails. With one, the verdict must match it: a
-    recorded refutation is an expected failure, and any change fails.
+    Without a record, a refuted hypothesis fails, and so does an inconclusive one unless
+    ``inconclusive="warn"``. With a record, the verdict must match it: a recorded failing
+    verdict is an expected failure (xfail), and any change fails.
     """
-    got = "holds" if verdict.passed else "refuted"
+    got = verdict.verdict
     if recorded is None:
-        return ("pass" if verdict.passed else "fail"), verdict.message
+        if verdict.passed:
+            return "pass", verdict.message
+        if got == "inconclusive" and inconclusive == "warn":
+            return "warn", verdict.message
+        return "fail", verdict.message
     if recorded != got:
         return "fail", (f"{verdict.name} changed: recorded as {recorded} in {source}, "
                         f"now {got}.\n{verdict.message}")
-    if got == "refuted":
-        return "xfail", f"refuted, as recorded in {source}.\n{verdict.message}"
+    if not verdict.passed:
+        return "xfail", f"{got}, as recorded in {source}.\n{verdict.message}"
     return "pass", verdict.message
