@@ -1,101 +1,170 @@
-"""Reports: the metrics table, ``metrics.csv``, heatmaps and the terminal summary."""
+"""Reports: the per-run and per-configuration tables, their CSV files, and ``report.md``."""
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
+from normcheck import figures
 from normcheck.atomic import atomic_path
+from normcheck.hypotheses import Verdict
 from normcheck.train import RunResult
 
-# metrics.csv columns, documented in the README.
-PARAM_COLUMNS = ["case_id", "lr", "fc_units", "norm", "epochs", "batch_size", "weight_decay",
-                 "dropout", "base_channels", "seed"]
+# metrics.csv columns (one row per run), documented in the README.
+PARAM_COLUMNS = ["case_id", "lr", "fc_units", "norm", "seed", "split_seed", "epochs",
+                 "batch_size", "weight_decay", "dropout", "base_channels"]
 METRIC_COLUMNS = ["best_val_acc", "best_epoch", "final_val_acc", "final_val_loss",
-                  "final_train_acc", "final_train_loss", "test_acc", "diverged", "epochs_run",
-                  "max_grad_norm", "train_seconds"]
+                  "final_train_acc", "final_train_loss", "test_acc", "epochs_run",
+                  "initial_train_loss", "diverged", "collapsed", "loss_up", "unstable",
+                  "volatility", "max_grad_norm", "loss_range", "grad_change", "beta_smoothness",
+                  "train_seconds"]
 META_COLUMNS = ["n_val", "num_classes", "device", "mlflow_run_id"]
 COLUMNS = PARAM_COLUMNS + METRIC_COLUMNS + META_COLUMNS
+FLAGS = ["diverged", "collapsed", "loss_up", "unstable"]
+# summary.csv aggregates these per configuration (lr, fc_units, norm) over seeds
+SUMMARY_METRICS = ["best_val_acc", "final_val_acc", "test_acc", "final_train_acc", "unstable",
+                   "volatility", "max_grad_norm", "beta_smoothness", "train_seconds"]
+CELL = ["lr", "fc_units", "norm"]
+NORM_ORDER = {"none": 0, "batchnorm": 1}
 
 
-def results_table(results: Iterable[RunResult]) -> pd.DataFrame:
-    """One row per configuration, ordered lr (high first), fc_units, norm."""
-    rows = []
-    for r in results:
-        summary = r.summary()
-        rows.append({"case_id": r.config.case_id, **r.config.as_dict(), **summary,
-                     "diverged": bool(summary["diverged"]),
-                     "epochs_run": int(summary["epochs_run"]),
-                     "best_epoch": int(summary["best_epoch"]), "n_val": r.n_val,
-                     "num_classes": r.num_classes, "device": r.device, "mlflow_run_id": r.run_id})
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    norm_order = {"none": 0, "batchnorm": 1}
-    return table.sort_values(["lr", "fc_units", "norm"], ascending=[False, True, True],
-                             key=lambda c: c.map(norm_order) if c.name == "norm" else c,
+def _sort(frame: pd.DataFrame, extra: list[str]) -> pd.DataFrame:
+    return frame.sort_values(CELL + extra, ascending=[False, True, True] + [True] * len(extra),
+                             key=lambda c: c.map(NORM_ORDER) if c.name == "norm" else c,
                              ignore_index=True)
 
 
-def _heatmap(grid: pd.DataFrame, title: str, path: Path, diverging: bool) -> None:
-    from matplotlib.figure import Figure
+def results_table(results: Iterable[RunResult]) -> pd.DataFrame:
+    """One row per run, ordered lr (high first), fc_units, norm, seed."""
+    rows = []
+    for r in results:
+        summary = r.summary()
+        row = {"case_id": r.config.case_id, **r.config.as_dict(), **summary, "n_val": r.n_val,
+               "num_classes": r.num_classes, "device": r.device, "mlflow_run_id": r.run_id}
+        for flag in FLAGS:
+            if not math.isnan(row[flag]):
+                row[flag] = bool(row[flag])
+        row["epochs_run"], row["best_epoch"] = int(row["epochs_run"]), int(row["best_epoch"])
+        rows.append(row)
+    return _sort(pd.DataFrame(rows, columns=COLUMNS), ["seed"])
 
-    fig = Figure(figsize=(1.6 + 1.3 * len(grid.columns), 1.4 + 0.9 * len(grid.index)))
-    ax = fig.add_subplot()
-    values = grid.to_numpy(dtype=float)
-    if diverging:
-        bound = max(float(abs(pd.Series(values.ravel())).max()), 1e-3)
-        image = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound)
-    else:
-        image = ax.imshow(values, cmap="viridis", vmin=0, vmax=1)
-    ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
-    ax.set_yticks(range(len(grid.index)), [f"{lr:g}" for lr in grid.index])
-    ax.set_xlabel("fc_units")
-    ax.set_ylabel("learning rate")
-    ax.set_title(title)
-    for i in range(values.shape[0]):
-        for j in range(values.shape[1]):
-            text = f"{values[i, j]:+.3f}" if diverging else f"{values[i, j]:.3f}"
-            ax.text(j, i, text, ha="center", va="center",
-                    color="black" if diverging or values[i, j] > 0.6 else "white")
-    fig.colorbar(image, ax=ax)
-    fig.tight_layout()
+
+def summary_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration: mean, sd and n of each metric over its seeds."""
+    numeric = table[CELL + SUMMARY_METRICS].astype({"unstable": float})
+    grouped = numeric.groupby(CELL, sort=False)[SUMMARY_METRICS]
+    out = grouped.agg(["mean", "std"])
+    out.columns = [f"{metric}_{stat}" for metric, stat in out.columns]
+    out.insert(0, "n", grouped.size())
+    return _sort(out.reset_index(), [])
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+        frame.to_csv(tmp, index=False)
+    return path
 
 
-def write_heatmaps(table: pd.DataFrame, folder: Path) -> list[Path]:
-    """lr x fc_units maps of best validation accuracy: one per norm, and BatchNorm minus none."""
-    acc = table.pivot_table(index="lr", columns=["norm", "fc_units"], values="best_val_acc",
-                            aggfunc="first").sort_index(ascending=False)
-    paths = []
-    norms = list(dict.fromkeys(table["norm"]))
-    for norm in norms:
-        path = folder / f"heatmap_{norm}.png"
-        _heatmap(acc[norm], f"best validation accuracy, norm={norm}", path, diverging=False)
-        paths.append(path)
-    if {"none", "batchnorm"} <= set(norms):
-        path = folder / "heatmap_batchnorm_minus_none.png"
-        _heatmap(acc["batchnorm"] - acc["none"], "batchnorm minus none (best val acc)", path,
-                 diverging=True)
-        paths.append(path)
-    return paths
+def format_table(summary: pd.DataFrame) -> str:
+    """The configurations (mean +- sd over seeds) as a fixed-width text table."""
+    shown = pd.DataFrame({
+        "lr": summary["lr"].map("{:g}".format), "fc": summary["fc_units"],
+        "norm": summary["norm"], "n": summary["n"],
+        "best_val": [f"{m:.3f}±{s:.3f}" for m, s in
+                     zip(summary["best_val_acc_mean"], summary["best_val_acc_std"].fillna(0),
+                         strict=True)],
+        "final_val": summary["final_val_acc_mean"].map("{:.3f}".format),
+        "test": summary["test_acc_mean"].map("{:.3f}".format),
+        "unstable": [f"{round(u * n)}/{n}" for u, n in
+                     zip(summary["unstable_mean"], summary["n"], strict=True)],
+        "beta": summary["beta_smoothness_mean"].map("{:.2f}".format),
+        "seconds": summary["train_seconds_mean"].map("{:.1f}".format),
+    })
+    return shown.to_string(index=False)
 
 
-def write_reports(results: Iterable[RunResult], folder: Path) -> list[Path]:
-    """Write ``metrics.csv`` and the heatmaps into ``folder``; return the paths written."""
+def format_verdicts(verdicts: list[Verdict]) -> str:
+    """One markdown table row per hypothesis: statistic, CI, margin, verdict."""
+    lines = ["| hypothesis | statistic | estimate | 95% CI | margin | verdict |",
+             "|---|---|---|---|---|---|"]
+    for v in verdicts:
+        est = v.estimate
+        ci = f"[{est.low:+.4f}, {est.high:+.4f}]" if est else "-"
+        lines.append(f"| {v.name}: {v.statement} | {v.statistic} | "
+                     f"{f'{est.value:+.4f}' if est else '-'} | {ci} | {v.margin:g} | "
+                     f"**{v.verdict}** |")
+    return "\n".join(lines)
+
+
+def _pivot(summary: pd.DataFrame, norm: str, column: str) -> pd.DataFrame:
+    rows = summary[summary["norm"] == norm]
+    return rows.pivot(index="lr", columns="fc_units", values=column).sort_index(ascending=False)
+
+
+def write_reports(results: list[RunResult], folder: Path, verdicts: list[Verdict] | None = None,
+                  context: dict[str, str] | None = None) -> list[Path]:
+    """Write metrics.csv, summary.csv, the figures and report.md; return the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
     table = results_table(results)
-    csv = folder / "metrics.csv"
-    with atomic_path(csv) as tmp:
-        table.to_csv(tmp, index=False)
-    return [csv, *write_heatmaps(table, folder)] if len(table) else [csv]
+    summary = summary_table(table)
+    written = [_write_csv(table, folder / "metrics.csv"),
+               _write_csv(summary, folder / "summary.csv")]
+    norms = list(dict.fromkeys(summary["norm"]))
+    for norm in norms:
+        written.append(figures.heatmap(
+            _pivot(summary, norm, "best_val_acc_mean"), _pivot(summary, norm, "best_val_acc_std"),
+            f"best validation accuracy, norm={norm}\n(mean ± sd over seeds)",
+            folder / f"heatmap_{norm}.png"))
+    if {"none", "batchnorm"} <= set(norms):
+        diff = (_pivot(summary, "batchnorm", "best_val_acc_mean") -
+                _pivot(summary, "none", "best_val_acc_mean"))
+        written.append(figures.heatmap(diff, None, "batchnorm minus none\n(mean best val acc)",
+                                       folder / "heatmap_batchnorm_minus_none.png",
+                                       diverging=True))
+    written.append(figures.learning_curves(results, folder / "learning_curves.png"))
+    written.append(figures.instability(table, folder / "instability.png"))
+    written.append(figures.smoothness(table, folder / "smoothness.png"))
+    written.append(_write_markdown(folder / "report.md", summary, verdicts or [], context or {},
+                                   [p.name for p in written]))
+    return written
 
 
-def format_table(table: pd.DataFrame) -> str:
-    """The configurations as a fixed-width text table for the terminal."""
-    shown = table[["lr", "fc_units", "norm", "best_val_acc", "final_val_acc", "test_acc",
-                   "diverged", "max_grad_norm", "train_seconds"]].copy()
-    shown.columns = ["lr", "fc", "norm", "best_val", "final_val", "test", "diverged",
-                     "max_grad", "seconds"]
-    return shown.to_string(index=False, float_format=lambda v: f"{v:.3f}",
-                           formatters={"lr": "{:g}".format, "seconds": "{:.1f}".format,
-                                       "max_grad": "{:.2f}".format})
+def _write_markdown(path: Path, summary: pd.DataFrame, verdicts: list[Verdict],
+                    context: dict[str, str], files: list[str]) -> Path:
+    def image(name: str, alt: str) -> str:
+        return f"![{alt}]({name})" if name in files else ""
+
+    h5 = next((v for v in verdicts if v.name == "H5"), None)
+    sections = [
+        "# normcheck report",
+        "**Question.** Does BatchNorm make a compact CNN less sensitive to learning rate and "
+        "model capacity, and does it stabilize training? CIFAR-10 classes "
+        f"{context.get('classes', 'cat, dog, horse')}.",
+        "## Setup",
+        "\n".join(f"- **{key}**: {value}" for key, value in context.items()),
+        "## Verdicts",
+        format_verdicts(verdicts) if verdicts else
+        "_Hypotheses not evaluated: the grid is incomplete._",
+        "\n".join(f"<details><summary>{v.name}: the numbers</summary>\n\n```\n{v.message}\n```\n"
+                  "</details>" for v in verdicts),
+        "## Accuracy (mean ± sd over seeds)",
+        image("heatmap_none.png", "no normalization") + " " +
+        image("heatmap_batchnorm.png", "batchnorm"),
+        image("heatmap_batchnorm_minus_none.png", "difference"),
+        "```\n" + format_table(summary) + "\n```",
+        "## Learning curves",
+        image("learning_curves.png", "validation accuracy per epoch"),
+        "## Instability",
+        "Every run: diverged (X), collapsed to chance (v) and loss-went-up (^) runs are marked.",
+        image("instability.png", "instability"),
+        "## Loss-landscape smoothness (H5)",
+        "Measured once per epoch on a fixed batch of 128 training images, stepping along the "
+        "gradient by 0.5, 1 and 2 times the learning rate (Santurkar et al. 2018).",
+        image("smoothness.png", "smoothness"),
+        f"```\n{h5.message}\n```" if h5 else "",
+        "Columns of `metrics.csv` and `summary.csv` are described in the README.",
+    ]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n\n".join(s for s in sections if s) + "\n")
+    return path

@@ -1,45 +1,79 @@
-"""metrics.csv columns and the heatmaps."""
+"""metrics.csv, summary.csv, the figures and report.md."""
 
 from pathlib import Path
 
 import pandas as pd
 
+from normcheck import hypotheses
 from normcheck.config import TrainConfig
-from normcheck.report import COLUMNS, format_table, results_table, write_reports
+from normcheck.report import COLUMNS, format_table, results_table, summary_table, write_reports
 from normcheck.train import EpochMetrics, RunResult
 
 
-def fake_result(lr: float, fc: int, norm: str, acc: float) -> RunResult:
+def fake_result(lr: float, fc: int, norm: str, seed: int, acc: float) -> RunResult:
     """A recorded result, as the results store would hold it."""
-    history = [EpochMetrics(1, 1.0, acc - 0.1, 1.0, acc - 0.05), EpochMetrics(2, 0.9, acc, 0.9, acc)]
-    return RunResult(TrainConfig(lr=lr, fc_units=fc, norm=norm), history, test_acc=acc,
-                     max_grad_norm=3.0, train_seconds=1.5, n_val=480, num_classes=3,
-                     run_id=f"run-{lr}-{fc}-{norm}")
+    history = [EpochMetrics(1, 1.0, acc - 0.1, 1.0, acc - 0.05, 0.1, 0.5, 10.0),
+               EpochMetrics(2, 0.9, acc, 0.9, acc, 0.1, 0.4, 8.0)]
+    return RunResult(TrainConfig(lr=lr, fc_units=fc, norm=norm, seed=seed), history,
+                     test_acc=acc, initial_train_loss=1.1, max_grad_norm=3.0, train_seconds=1.5,
+                     n_val=480, num_classes=3, run_id=f"run-{lr}-{fc}-{norm}-{seed}")
 
 
 def results() -> list[RunResult]:
-    return [fake_result(lr, fc, norm, 0.5 + 0.1 * (norm == "batchnorm") + fc / 1000)
-            for lr in (0.001, 0.01) for fc in (32, 64) for norm in ("batchnorm", "none")]
+    return [fake_result(lr, fc, norm, seed,
+                        0.5 + 0.1 * (norm == "batchnorm") + fc / 1000 + seed / 100)
+            for lr in (0.001, 0.01) for fc in (32, 64) for norm in ("batchnorm", "none")
+            for seed in (1, 2, 3)]
 
 
-def test_metrics_csv_has_one_row_per_configuration(tmp_path: Path) -> None:
-    written = write_reports(results(), tmp_path / "out")
-    csv = pd.read_csv(tmp_path / "out" / "metrics.csv")
-    assert list(csv.columns) == COLUMNS and len(csv) == 8
-    assert list(csv["lr"]) == [0.01] * 4 + [0.001] * 4  # high lr first
-    assert list(csv["norm"][:2]) == ["none", "batchnorm"]
-    row = csv[(csv.lr == 0.01) & (csv.fc_units == 64) & (csv.norm == "batchnorm")].iloc[0]
-    assert row.best_val_acc == 0.5 + 0.1 + 0.064 and row.epochs_run == 2
-    assert row.mlflow_run_id == "run-0.01-64-batchnorm" and not row.diverged
+def test_reports_are_written(tmp_path: Path) -> None:
+    verdicts = hypotheses.evaluate(results_table(results()))
+    written = write_reports(results(), tmp_path / "out", verdicts, {"data": "synthetic"})
     names = {p.name for p in written}
-    assert names == {"metrics.csv", "heatmap_none.png", "heatmap_batchnorm.png",
-                     "heatmap_batchnorm_minus_none.png"}
+    assert names == {"metrics.csv", "summary.csv", "heatmap_none.png", "heatmap_batchnorm.png",
+                     "heatmap_batchnorm_minus_none.png", "learning_curves.png",
+                     "instability.png", "smoothness.png", "report.md"}
     for path in written:
-        assert path.stat().st_size > 1000
+        assert path.stat().st_size > 500
     assert (tmp_path / "out" / "heatmap_none.png").read_bytes()[:4] == b"\x89PNG"
     assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "| hypothesis | statistic | estimate | 95% CI | margin | verdict |" in markdown
+    for v in verdicts:
+        assert f"**{v.verdict}**" in markdown
+    assert "![instability](instability.png)" in markdown and "**data**: synthetic" in markdown
+
+
+def test_metrics_csv_has_one_row_per_run(tmp_path: Path) -> None:
+    write_reports(results(), tmp_path)
+    csv = pd.read_csv(tmp_path / "metrics.csv")
+    assert list(csv.columns) == COLUMNS and len(csv) == 24
+    assert list(csv["lr"][:12]) == [0.01] * 12  # high lr first
+    assert list(csv["norm"][:3]) == ["none"] * 3 and list(csv["seed"][:3]) == [1, 2, 3]
+    row = csv[(csv.lr == 0.01) & (csv.fc_units == 64) & (csv.norm == "batchnorm") &
+              (csv.seed == 2)].iloc[0]
+    assert row.best_val_acc == 0.5 + 0.1 + 0.064 + 0.02 and row.epochs_run == 2
+    assert row.mlflow_run_id == "run-0.01-64-batchnorm-2" and not row.diverged
+    assert row.beta_smoothness == 9.0 and round(row.volatility, 6) == 0.05 and not row.unstable
+
+
+def test_metrics_and_summary_round_trip_through_pandas(tmp_path: Path) -> None:
+    write_reports(results(), tmp_path)
+    table = results_table(results())
+    csv = pd.read_csv(tmp_path / "metrics.csv")
+    pd.testing.assert_frame_equal(csv, table, check_dtype=False)
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    pd.testing.assert_frame_equal(summary, summary_table(table), check_dtype=False)
+
+
+def test_summary_has_mean_sd_and_n_per_configuration() -> None:
+    summary = summary_table(results_table(results()))
+    assert len(summary) == 8 and set(summary["n"]) == {3}
+    row = summary[(summary.lr == 0.01) & (summary.fc_units == 32) & (summary.norm == "none")]
+    assert row["best_val_acc_mean"].iloc[0] == 0.5 + 0.032 + 0.02
+    assert round(row["best_val_acc_std"].iloc[0], 6) == 0.01
 
 
 def test_terminal_table_shows_every_configuration() -> None:
-    text = format_table(results_table(results()))
-    assert len(text.splitlines()) == 9 and "batchnorm" in text and "0.664" in text
+    text = format_table(summary_table(results_table(results())))
+    assert len(text.splitlines()) == 9 and "batchnorm" in text and "0.684±0.010" in text

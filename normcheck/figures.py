@@ -1,0 +1,120 @@
+"""The report's figures, drawn with matplotlib's object API (no global state, no display)."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from normcheck.atomic import atomic_path
+from normcheck.train import RunResult
+
+NORM_COLORS = {"none": "tab:red", "batchnorm": "tab:blue"}
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    return path
+
+
+def heatmap(mean: pd.DataFrame, sd: pd.DataFrame | None, title: str, path: Path,
+            diverging: bool = False) -> Path:
+    """An lr x fc_units map with the value (and ``+- sd`` when given) written in each cell."""
+    fig = Figure(figsize=(2.6 + 1.5 * len(mean.columns), 1.6 + 0.9 * len(mean.index)))
+    ax = fig.add_subplot()
+    values = mean.to_numpy(dtype=float)
+    if diverging:
+        bound = max(float(np.nanmax(np.abs(values))), 1e-3)
+        image = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound)
+    else:
+        image = ax.imshow(values, cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(len(mean.columns)), [str(c) for c in mean.columns])
+    ax.set_yticks(range(len(mean.index)), [f"{lr:g}" for lr in mean.index])
+    ax.set_xlabel("fc_units")
+    ax.set_ylabel("learning rate")
+    ax.set_title(title, fontsize=9)
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            text = f"{values[i, j]:+.3f}" if diverging else f"{values[i, j]:.3f}"
+            if sd is not None:
+                text += f"\n±{sd.to_numpy(dtype=float)[i, j]:.3f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=9,
+                    color="black" if diverging or values[i, j] > 0.6 else "white")
+    fig.colorbar(image, ax=ax)
+    return _save(fig, path)
+
+
+def learning_curves(results: list[RunResult], path: Path) -> Path:
+    """Validation accuracy per epoch for each lr, none against batchnorm, bands across seeds."""
+    rows = [{"lr": r.config.lr, "fc_units": r.config.fc_units, "norm": r.config.norm,
+             "seed": r.config.seed, "epoch": m.epoch, "val_acc": m.val_acc}
+            for r in results for m in r.history]
+    frame = pd.DataFrame(rows)
+    lrs = sorted(frame["lr"].unique(), reverse=True)
+    fig = Figure(figsize=(4.2 * len(lrs), 3.6))
+    axes = fig.subplots(1, len(lrs), sharey=True, squeeze=False)[0]
+    for ax, lr in zip(axes, lrs, strict=True):
+        for norm, color in NORM_COLORS.items():
+            runs = frame[(frame["lr"] == lr) & (frame["norm"] == norm)]
+            if runs.empty:
+                continue
+            stats = runs.groupby("epoch")["val_acc"].agg(["mean", "min", "max"])
+            ax.plot(stats.index, stats["mean"], color=color, label=f"{norm} (mean)")
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2,
+                            label=f"{norm} (range over seeds and fc)")
+        ax.set_title(f"lr={lr:g}")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("validation accuracy")
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def instability(table: pd.DataFrame, path: Path) -> Path:
+    """Every run: final against best validation accuracy, diverged and collapsed runs marked."""
+    lrs = sorted(table["lr"].unique(), reverse=True)
+    fig = Figure(figsize=(4.2 * len(lrs), 3.8))
+    axes = fig.subplots(1, len(lrs), sharex=True, sharey=True, squeeze=False)[0]
+    for ax, lr in zip(axes, lrs, strict=True):
+        for norm, color in NORM_COLORS.items():
+            runs = table[(table["lr"] == lr) & (table["norm"] == norm)]
+            stable = runs[~runs["unstable"].astype(bool)]
+            ax.scatter(stable["best_val_acc"], stable["final_val_acc"].fillna(0), color=color,
+                       alpha=0.7, label=norm)
+            for flag, marker in (("diverged", "X"), ("collapsed", "v"), ("loss_up", "^")):
+                hit = runs[runs[flag].fillna(0).astype(bool)]
+                if len(hit):
+                    ax.scatter(hit["best_val_acc"].fillna(0), hit["final_val_acc"].fillna(0),
+                               color=color, marker=marker, s=90, edgecolor="black",
+                               label=f"{norm} {flag}")
+        chance = 1 / table["num_classes"].iloc[0]
+        ax.axhline(chance, color="grey", linestyle=":", label="chance")
+        ax.set_title(f"lr={lr:g}")
+        ax.set_xlabel("best validation accuracy")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("final validation accuracy")
+    axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def smoothness(table: pd.DataFrame, path: Path) -> Path:
+    """The landscape probe per lr and norm: beta-smoothness, loss range, gradient change."""
+    metrics = ["beta_smoothness", "loss_range", "grad_change"]
+    fig = Figure(figsize=(4.2 * len(metrics), 3.6))
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    lrs = sorted(table["lr"].unique())
+    for ax, metric in zip(axes, metrics, strict=True):
+        for offset, (norm, color) in zip((-0.15, 0.15), NORM_COLORS.items(), strict=True):
+            for k, lr in enumerate(lrs):
+                values = table[(table["lr"] == lr) & (table["norm"] == norm)][metric].dropna()
+                ax.scatter(np.full(len(values), k + offset), values, color=color, alpha=0.6,
+                           label=norm if k == 0 else None)
+        ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
+        ax.set_xlabel("learning rate")
+        ax.set_yscale("log")
+        ax.set_title(metric.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
