@@ -10,9 +10,12 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
+
+if TYPE_CHECKING:
+    from normcheck.train import RunResult
 
 DEFAULT_EXPERIMENT = "normcheck"
 
@@ -121,3 +124,41 @@ class Tracker:
         with self.locked():
             return self.client.search_runs([self.experiment_id], max_results=50000)
 
+
+
+HISTORY_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "loss_range",
+                   "grad_change", "beta_smoothness")
+
+
+def load_results(tracker: Tracker) -> list["RunResult"]:
+    """The experiment's FINISHED runs as results, the newest per configuration hash.
+
+    RUNNING (killed) and FAILED runs are never taken for finished ones.
+    """
+    from normcheck.config import TrainConfig
+    from normcheck.train import EpochMetrics, RunResult
+
+    runs = [r for r in tracker.runs() if r.info.status == "FINISHED"
+            and "normcheck.config_hash" in r.data.tags]
+    newest: dict[str, Any] = {}
+    for run in sorted(runs, key=lambda r: r.info.start_time):
+        newest[run.data.tags["normcheck.config_hash"]] = run
+    results = []
+    for run in newest.values():
+        p, m = run.data.params, run.data.metrics
+        config = TrainConfig(**{f: kind(p[f]) for f, kind in TrainConfig.__annotations__.items()
+                                if f in p})
+        with tracker.locked():
+            series = {k: {x.step: x.value for x in tracker.client.get_metric_history(
+                run.info.run_id, k)} for k in HISTORY_METRICS}
+        history = [EpochMetrics(step, *(series[k].get(step, float("nan"))
+                                        for k in HISTORY_METRICS))
+                   for step in sorted(series["val_acc"])]
+        results.append(RunResult(
+            config, history, test_acc=m.get("test_acc", float("nan")),
+            initial_train_loss=m.get("initial_train_loss", float("nan")),
+            diverged=bool(m.get("diverged", 0)), max_grad_norm=m.get("max_grad_norm", 0.0),
+            train_seconds=m.get("train_seconds", 0.0), device=run.data.tags.get(
+                "normcheck.device", ""), n_val=int(p.get("n_val", 0)),
+            num_classes=len(p.get("classes", "").split(",")), run_id=run.info.run_id))
+    return results

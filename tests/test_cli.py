@@ -1,0 +1,54 @@
+"""``python -m normcheck report``: the reports rebuilt from the MLflow store alone."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from normcheck.__main__ import main
+from normcheck.config import DataSpec
+from normcheck.grid import load_grid
+from normcheck.report import results_table
+from normcheck.study import Study
+from normcheck.tracking import Tracker
+
+
+@pytest.fixture
+def trained_store(tmp_path: Path, seed_batches: Path) -> tuple[str, Study]:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    study = Study(str(seed_batches), DataSpec(), torch.device("cpu"), tmp_path / "results",
+                  Tracker.open(uri, "normcheck"), cache_dir=tmp_path / "cache")
+    study.results_dir.mkdir()
+    (tmp_path / "tiny.toml").write_text('extends = "quick"\n[grid]\nfc_units = [8]\n'
+                                        '[train]\nepochs = 2\nbase_channels = 2\n'
+                                        '[replicates]\nseeds = 3\n')
+    for config in load_grid(str(tmp_path / "tiny.toml")).configs():
+        study.run(config)
+    # a killed run stays RUNNING: it must never be taken for a finished one
+    study.tracker.start_run("lr=0.01-fc=8-norm=none-seed=42", {"lr": 0.01}, {
+        "normcheck.config_hash": "killed"})
+    return uri, study
+
+
+def test_report_rebuilt_from_the_store_matches_the_session(trained_store, tmp_path: Path,
+                                                           capsys) -> None:
+    uri, study = trained_store
+    assert main(["report", "--tracking-uri", uri, "--out", str(tmp_path / "rebuilt")]) == 0
+    rebuilt = pd.read_csv(tmp_path / "rebuilt" / "metrics.csv")
+    original = results_table(study.results())
+    assert len(rebuilt) == 12
+    pd.testing.assert_frame_equal(rebuilt.drop(columns=["device"]),
+                                  original.drop(columns=["device"]), check_dtype=False,
+                                  rtol=1e-6)
+    out = capsys.readouterr().out
+    for name in ("H1", "H2", "H3", "H4", "H5"):
+        assert f"{name} " in out
+    assert (tmp_path / "rebuilt" / "report.md").read_text().count("**") >= 5
+
+
+def test_report_on_an_empty_experiment_says_so(tmp_path: Path, capsys) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["report", "--tracking-uri", uri, "--experiment", "empty",
+                 "--out", str(tmp_path / "out")]) == 1
+    assert "no finished normcheck runs in experiment 'empty'" in capsys.readouterr().err
