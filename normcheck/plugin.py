@@ -11,17 +11,18 @@ end it alone writes the reports.
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from normcheck import hypotheses
-from normcheck.data import DataError, load_splits
-from normcheck.device import select_device
+from normcheck import __version__, hypotheses
+from normcheck.data import DataError
+from normcheck.device import cpu_count, select_device
 from normcheck.grid import Grid, GridError, load_grid
-from normcheck.report import format_table, results_table, write_reports
+from normcheck.report import format_table, results_table, summary_table, write_reports
 from normcheck.study import Study
 from normcheck.tracking import DEFAULT_EXPERIMENT, Tracker, TrackingError, default_tracking_uri
 
@@ -39,6 +40,7 @@ class Session:
     experiment: str
     log_model: bool
     expect_verdicts: str | None
+    inconclusive: str
     recorded: list[dict] = field(default_factory=list)
     study: Study | None = None
     table: "pd.DataFrame | None" = None
@@ -69,6 +71,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="regression mode: compare each hypothesis's verdict with the one "
                          "recorded in TOML for this grid and data; a recorded refutation "
                          "then reports as xfail, and any change fails")
+    group.addoption("--seeds", type=int, default=None,
+                    help="replicates (seeds) per configuration (default: the grid's)")
+    group.addoption("--base-seed", type=int, default=None,
+                    help="first replicate seed (default: the grid's train.seed)")
+    group.addoption("--resample-split", action="store_true", default=None,
+                    help="each replicate also draws its own train/validation split")
+    group.addoption("--inconclusive", choices=["fail", "warn"], default="fail",
+                    help="an inconclusive verdict fails the check, or only warns [fail]")
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -78,8 +88,12 @@ def _is_worker(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     """Validate the grid and options before anything trains: bad input is a usage error."""
     config.addinivalue_line("markers", "hypothesis_check: a study hypothesis, checked last")
+    seeds = config.getoption("seeds")
+    if seeds is not None and seeds < 1:
+        raise pytest.UsageError(f"--seeds {seeds}: use an integer >= 1")
     try:
-        grid = load_grid(config.getoption("grid"))
+        grid = load_grid(config.getoption("grid")).with_replicates(
+            seeds, config.getoption("base_seed"), config.getoption("resample_split"))
     except GridError as exc:
         raise pytest.UsageError(f"--grid: {exc}") from exc
     problems = hypotheses.grid_problems(grid.lr, grid.norm)
@@ -98,6 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
         experiment=config.getoption("experiment"),
         log_model=config.getoption("log_model"),
         expect_verdicts=expect,
+        inconclusive=config.getoption("inconclusive"),
         recorded=recorded,
     )
 
@@ -107,24 +122,25 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Load the data and open the tracking store, once per process; the controller creates both."""
     config = session.config
     state = config.stash[SESSION]
-    try:
-        splits = load_splits(state.data_dir, state.grid.data)
+    worker = config.workerinput if _is_worker(config) else None
+    device = (select_device(int(worker["workerid"].removeprefix("gw")), int(worker["workercount"]))
+              if worker else select_device())
+    study = Study(state.data_dir, state.grid.data, device, Path(), log_model=state.log_model)
+    try:  # every split the grid uses: data errors surface now, before any training
+        for split_seed in sorted({c.split_seed for c in state.grid.configs()}):
+            study.splits(split_seed)
     except DataError as exc:
         raise pytest.UsageError(f"data: {exc}") from exc
-    if _is_worker(config):
-        shared = config.workerinput["normcheck"]
-        results_dir = Path(shared["results_dir"])
-        tracker = Tracker(state.uri, shared["experiment_id"])
-        index = int(config.workerinput["workerid"].removeprefix("gw"))
-        device = select_device(index, int(config.workerinput["workercount"]))
+    if worker:
+        study.results_dir = Path(worker["normcheck"]["results_dir"])
+        study.tracker = Tracker(state.uri, worker["normcheck"]["experiment_id"])
     else:
         try:
-            tracker = Tracker.open(state.uri, state.experiment)
+            study.tracker = Tracker.open(state.uri, state.experiment)
         except TrackingError as exc:
             raise pytest.UsageError(str(exc)) from exc
-        results_dir = Path(tempfile.mkdtemp(prefix="normcheck-session-"))
-        device = select_device()
-    state.study = Study(splits, device, results_dir, tracker, state.log_model)
+        study.results_dir = Path(tempfile.mkdtemp(prefix="normcheck-session-"))
+    state.study = study
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -169,37 +185,71 @@ def normcheck_expected(pytestconfig: pytest.Config, normcheck_study: Study) -> d
     """Verdicts recorded for this grid and data (``--expect-verdicts``); empty otherwise."""
     state = pytestconfig.stash[SESSION]
     return hypotheses.recorded_for(state.recorded, state.grid.name,
-                                   normcheck_study.splits.fingerprint)
+                                   normcheck_study.splits().fingerprint)
 
 
 @pytest.fixture
 def assert_verdict(normcheck_expected: dict[str, str], pytestconfig: pytest.Config):
-    """Fail a refuted hypothesis, unless ``--expect-verdicts`` recorded exactly this verdict."""
-    source = pytestconfig.stash[SESSION].expect_verdicts
+    """Fail a hypothesis that does not hold, unless ``--expect-verdicts`` recorded exactly this
+    verdict (xfail) or it is inconclusive under ``--inconclusive warn`` (a warning)."""
+    state = pytestconfig.stash[SESSION]
 
     def check(verdict: hypotheses.Verdict) -> None:
-        outcome, message = hypotheses.judge(verdict, normcheck_expected.get(verdict.name), source)
+        outcome, message = hypotheses.judge(verdict, normcheck_expected.get(verdict.name),
+                                            state.expect_verdicts, state.inconclusive)
         if outcome == "fail":
             pytest.fail(message, pytrace=False)
         if outcome == "xfail":
             pytest.xfail(message)
+        if outcome == "warn":
+            warnings.warn(message, InconclusiveWarning, stacklevel=2)
 
     return check
 
 
+class InconclusiveWarning(UserWarning):
+    """A hypothesis's interval straddles its margin (``--inconclusive warn``)."""
+
+
+def _context(config: pytest.Config, state: Session) -> dict[str, str]:
+    """The setup, for report.md: grid, data, environment, tracking."""
+    import platform
+
+    import torch
+
+    grid, splits = state.grid, state.study.splits()
+    return {
+        "grid": f"`{grid.name}`: {grid.description}; lr {list(grid.lr)} x fc_units "
+                f"{list(grid.fc_units)} x norm {list(grid.norm)}, {grid.seeds} seeds from "
+                f"{grid.base_seed}" + (", split resampled per replicate" if grid.resample_split
+                                        else ""),
+        "training": ", ".join(f"{k}={v}" for k, v in grid.train if k != "seed"),
+        "data": f"{splits.source}, protocol `{splits.protocol}` ({len(splits.train_y)} train, "
+                f"{len(splits.val_y)} validation, {len(splits.test_y)} test), split seed "
+                f"{splits.split_seed}, fingerprint `{splits.fingerprint}`",
+        "classes": ", ".join(splits.classes),
+        "environment": f"normcheck {__version__}, Python {platform.python_version()}, torch "
+                       f"{torch.__version__}, {platform.machine()}, {cpu_count()} cores, "
+                       f"xdist workers: {getattr(config.option, 'numprocesses', None) or 0}, "
+                       f"device {state.study.device}",
+        "MLflow": f"{state.uri}, experiment `{state.experiment}`",
+    }
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Controller only, also after failures: write the reports and decide the hypotheses."""
+    """Controller only, also after failures: decide the hypotheses and write the reports."""
     state = session.config.stash.get(SESSION, None)
     if state is None or state.study is None or _is_worker(session.config):
         return
     results = state.study.results()
-    if results:
-        state.table = results_table(results)
-        state.written = write_reports(results, state.report_dir)
     wanted = {c.case_id for c in state.grid.configs()}
     state.missing = len(wanted - {r.config.case_id for r in results})
-    if results and not state.missing:
-        state.verdicts = hypotheses.evaluate(state.table)
+    if results:
+        state.table = results_table(results)
+        if not state.missing:
+            state.verdicts = hypotheses.evaluate(state.table)
+        state.written = write_reports(results, state.report_dir, state.verdicts,
+                                      _context(session.config, state))
     shutil.rmtree(state.study.results_dir, ignore_errors=True)
 
 
@@ -209,22 +259,25 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         return
     tr = terminalreporter
     tr.section("normcheck")
+    splits = state.study.splits()
     tr.write_line(f"grid {state.grid.name!r}: {state.grid.description}")
-    tr.write_line(f"data: {state.study.splits.source} (protocol {state.study.splits.protocol}, "
-                  f"fingerprint {state.study.splits.fingerprint})")
-    tr.write_line(format_table(state.table))
+    tr.write_line(f"data: {splits.source} (protocol {splits.protocol}, fingerprint "
+                  f"{splits.fingerprint})")
+    tr.write_line(format_table(summary_table(state.table)))
     if state.verdicts:
-        recorded = hypotheses.recorded_for(state.recorded, state.grid.name,
-                                           state.study.splits.fingerprint)
         for verdict in state.verdicts:
-            tr.write_line(verdict.message, red=not verdict.passed, green=verdict.passed)
+            tr.write_line(f"{verdict.name} {verdict.verdict.upper()}: {verdict.summary}",
+                          red=not verdict.passed, green=verdict.passed)
         if state.expect_verdicts:
+            recorded = hypotheses.recorded_for(state.recorded, state.grid.name,
+                                               splits.fingerprint)
             tr.write_line(f"recorded verdicts ({state.expect_verdicts}): " + (
                 ", ".join(f"{k} {v}" for k, v in sorted(recorded.items())) if recorded else
-                "none for this grid and data fingerprint, so refuted hypotheses fail"))
+                "none for this grid and data fingerprint, so failing verdicts fail"))
     else:
-        tr.write_line(f"hypotheses not evaluated: {state.missing} configurations have no result")
-    tr.write_line(f"reports: {', '.join(str(p) for p in state.written)}")
+        tr.write_line(f"hypotheses not evaluated: {state.missing} runs of the grid have no result")
+    tr.write_line(f"report: {state.report_dir / 'report.md'} "
+                  f"({len(state.written)} files in {state.report_dir})")
     tr.write_line(f"MLflow: {state.uri}, experiment {state.experiment!r}")
     if state.uri.startswith("sqlite:"):
         tr.write_line(f"  view it with: mlflow ui --backend-store-uri {state.uri}")

@@ -7,8 +7,7 @@ reads the result, so nothing is trained twice however xdist distributes the case
 
 import json
 import logging
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -16,31 +15,49 @@ from filelock import FileLock
 
 from normcheck import __version__
 from normcheck.atomic import atomic_path
-from normcheck.config import TrainConfig, config_hash
-from normcheck.data import SplitData
+from normcheck.config import DataSpec, TrainConfig, config_hash
+from normcheck.data import SplitData, load_splits
 from normcheck.tracking import Tracker
-from normcheck.train import DeviceData, RunResult, train
+from normcheck.train import DeviceData, EpochMetrics, RunResult, train
 
 log = logging.getLogger("normcheck")
 
 
 @dataclass
 class Study:
-    """Runs configurations on one data split, on one device, into one results folder."""
+    """Runs configurations on one data source and device, into one results folder.
 
-    splits: SplitData
+    Each configuration trains on the split its ``split_seed`` names; splits are drawn from
+    the decode cache on first use and kept, with their device copies, for the process.
+    """
+
+    data_dir: str | None
+    spec: DataSpec
     device: torch.device
     results_dir: Path
     tracker: Tracker | None = None
     log_model: bool = False
+    cache_dir: Path | None = None
     trained: list[str] = field(default_factory=list)  # case ids this process trained
+    _splits: dict[int, SplitData] = field(default_factory=dict, repr=False)
+    _device_data: dict[int, DeviceData] = field(default_factory=dict, repr=False)
 
-    @cached_property
-    def data(self) -> DeviceData:
-        return DeviceData.from_splits(self.splits, self.device)
+    def splits(self, split_seed: int | None = None) -> SplitData:
+        """The split for ``split_seed`` (default: the data spec's own)."""
+        seed = self.spec.split_seed if split_seed is None else split_seed
+        if seed not in self._splits:
+            self._splits[seed] = load_splits(self.data_dir, replace(self.spec, split_seed=seed),
+                                             self.cache_dir)
+        return self._splits[seed]
+
+    def data(self, split_seed: int) -> DeviceData:
+        if split_seed not in self._device_data:
+            self._device_data[split_seed] = DeviceData.from_splits(self.splits(split_seed),
+                                                                   self.device)
+        return self._device_data[split_seed]
 
     def key(self, config: TrainConfig) -> str:
-        return config_hash(config, self.splits.fingerprint, __version__)
+        return config_hash(config, self.splits(config.split_seed).fingerprint, __version__)
 
     def run(self, config: TrainConfig) -> RunResult:
         """The configuration's result: trained now, or read if any process already trained it."""
@@ -66,7 +83,8 @@ class Study:
             run_id = self.tracker.start_run(config.case_id, self._params(config),
                                             self._tags(config))
         try:
-            result, model = train(config, self.data, on_epoch=lambda m: self._on_epoch(run_id, m))
+            result, model = train(config, self.data(config.split_seed),
+                                  on_epoch=lambda m: self._on_epoch(run_id, m))
         except BaseException:
             if run_id is not None:
                 self.tracker.fail(run_id)
@@ -80,24 +98,22 @@ class Study:
                  " (diverged)" if result.diverged else "")
         return result
 
-    def _on_epoch(self, run_id: str | None, m) -> None:
+    def _on_epoch(self, run_id: str | None, m: EpochMetrics) -> None:
         log.info("  epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f",
                  m.epoch, m.train_loss, m.train_acc, m.val_loss, m.val_acc)
         if run_id is not None:
-            self.tracker.log_metrics(run_id, {"train_loss": m.train_loss, "train_acc": m.train_acc,
-                                              "val_loss": m.val_loss, "val_acc": m.val_acc},
-                                     step=m.epoch)
+            self.tracker.log_metrics(run_id, m.metrics(), step=m.epoch)
 
     def _params(self, config: TrainConfig) -> dict[str, object]:
-        s = self.splits
+        s = self.splits(config.split_seed)
         return {**config.as_dict(), "classes": ",".join(s.classes), "protocol": s.protocol,
-                "split_seed": s.split_seed,
                 "source": s.source, "n_train": len(s.train_y), "n_val": len(s.val_y),
                 "n_test": len(s.test_y)}
 
     def _tags(self, config: TrainConfig) -> dict[str, str]:
         return {"normcheck.config_hash": self.key(config),
                 "normcheck.case_id": config.case_id,
-                "normcheck.data_fingerprint": self.splits.fingerprint,
+                "normcheck.cell_id": config.cell_id,
+                "normcheck.data_fingerprint": self.splits(config.split_seed).fingerprint,
                 "normcheck.version": __version__,
                 "normcheck.device": str(self.device)}

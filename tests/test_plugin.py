@@ -19,6 +19,8 @@ fc_units = [8]
 [train]
 epochs = 1
 base_channels = 2
+[replicates]
+seeds = 2
 """
 
 
@@ -64,26 +66,28 @@ def test_xdist_trains_each_configuration_once(suite, pytester: pytest.Pytester,
     result = suite("-n", "2", "--dist", dist)
     outcomes = result.parseoutcomes()
     per_worker = 2 if dist == "each" else 1
-    assert outcomes.get("passed", 0) >= 4 * per_worker, result.stdout.str()
+    assert outcomes.get("passed", 0) >= 8 * per_worker, result.stdout.str()
     runs = mlflow_runs(suite.uri)
     hashes = [r["tags"]["normcheck.config_hash"] for r in runs]
-    assert len(runs) == 4 and len(set(hashes)) == 4  # no configuration trained twice
+    assert len(runs) == 8 and len(set(hashes)) == 8  # no configuration trained twice
     assert all(r["status"] == "FINISHED" for r in runs)
     metrics = pd.read_csv(pytester.path / "out" / "metrics.csv")
     assert sorted(metrics["case_id"]) == sorted(r["name"] for r in runs)
-    for png in ("heatmap_none.png", "heatmap_batchnorm.png", "heatmap_batchnorm_minus_none.png"):
-        assert (pytester.path / "out" / png).stat().st_size > 0
+    for name in ("heatmap_none.png", "heatmap_batchnorm.png", "learning_curves.png",
+                 "summary.csv", "report.md"):
+        assert (pytester.path / "out" / name).stat().st_size > 0
     text = result.stdout.str()
     assert text.count("= normcheck =") == 1  # one summary, from the controller
-    for name in ("H1", "H2", "H3"):
-        assert f"{name} holds" in text or f"{name} REFUTED" in text
+    for name in ("H1", "H2", "H3", "H4", "H5"):  # 2 seeds < 3 replicates: inconclusive
+        assert f"{name} INCONCLUSIVE: " in text
     assert "view it with: mlflow ui --backend-store-uri" in text
 
 
 def test_run_ids_and_parameters_reach_mlflow(suite) -> None:
-    result = suite("-n", "0", "-k", "test_configuration")
+    result = suite("-n", "0", "-k", "test_configuration", "--seeds", "1", "--log-model")
     result.assert_outcomes(passed=4)
-    run = next(r for r in mlflow_runs(suite.uri) if r["name"] == "lr=0.01-fc=8-norm=batchnorm")
+    run = next(r for r in mlflow_runs(suite.uri)
+               if r["name"] == "lr=0.01-fc=8-norm=batchnorm-seed=42")
     params = run["params"]
     assert (params["lr"], params["fc_units"], params["norm"], params["epochs"]) == \
         ("0.01", "8", "batchnorm", "1")
@@ -91,13 +95,16 @@ def test_run_ids_and_parameters_reach_mlflow(suite) -> None:
     tags = run["tags"]
     assert {"normcheck.config_hash", "normcheck.data_fingerprint", "normcheck.version",
             "normcheck.device"} <= set(tags)
-    assert {"best_val_acc", "test_acc", "val_acc", "max_grad_norm", "diverged"} <= \
-        set(run["metrics"])
+    assert {"best_val_acc", "test_acc", "val_acc", "max_grad_norm", "diverged", "unstable",
+            "beta_smoothness", "loss_range", "grad_change", "volatility"} <= set(run["metrics"])
+    assert "hypotheses not evaluated" in result.stdout.str()
 
 
 @pytest.mark.parametrize("args, message", [
     (("--grid", "fast"), "--grid: unknown grid 'fast'"),
     (("--grid", "one_lr.toml"), "H2 needs lr=0.01 and a lower lr"),
+    (("--seeds", "0"), "--seeds 0: use an integer >= 1"),
+    (("--expect-verdicts", "nowhere.toml"), "--expect-verdicts: nowhere.toml: cannot read"),
     (("--data-dir", "/no/such/folder"), "data: /no/such/folder: data folder does not exist"),
 ])
 def test_bad_input_is_a_usage_error_before_training(suite, pytester: pytest.Pytester,
