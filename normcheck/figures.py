@@ -47,28 +47,35 @@ def heatmap(mean: pd.DataFrame, sd: pd.DataFrame | None, title: str, path: Path,
 
 
 def learning_curves(results: list[RunResult], path: Path) -> Path:
-    """Validation accuracy per epoch for each lr, none against batchnorm, bands across seeds."""
+    """Validation accuracy per epoch: a panel per (fc_units, lr), none against batchnorm, the
+    mean over seeds with a band from the lowest to the highest seed."""
     rows = [{"lr": r.config.lr, "fc_units": r.config.fc_units, "norm": r.config.norm,
              "seed": r.config.seed, "epoch": m.epoch, "val_acc": m.val_acc}
             for r in results for m in r.history]
     frame = pd.DataFrame(rows)
     lrs = sorted(frame["lr"].unique(), reverse=True)
-    fig = Figure(figsize=(4.2 * len(lrs), 3.6))
-    axes = fig.subplots(1, len(lrs), sharey=True, squeeze=False)[0]
-    for ax, lr in zip(axes, lrs, strict=True):
-        for norm, color in NORM_COLORS.items():
-            runs = frame[(frame["lr"] == lr) & (frame["norm"] == norm)]
-            if runs.empty:
-                continue
-            stats = runs.groupby("epoch")["val_acc"].agg(["mean", "min", "max"])
-            ax.plot(stats.index, stats["mean"], color=color, label=f"{norm} (mean)")
-            ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2,
-                            label=f"{norm} (range over seeds and fc)")
-        ax.set_title(f"lr={lr:g}")
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("validation accuracy")
-    axes[0].legend(fontsize=8)
+    fcs = sorted(frame["fc_units"].unique())
+    fig = Figure(figsize=(3.6 * len(lrs), 2.8 * len(fcs)))
+    axes = fig.subplots(len(fcs), len(lrs), sharex=True, sharey=True, squeeze=False)
+    for row, fc in enumerate(fcs):
+        for col, lr in enumerate(lrs):
+            ax = axes[row][col]
+            for norm, color in NORM_COLORS.items():
+                runs = frame[(frame["lr"] == lr) & (frame["fc_units"] == fc) &
+                             (frame["norm"] == norm)]
+                if runs.empty:
+                    continue
+                stats = runs.groupby("epoch")["val_acc"].agg(["mean", "min", "max"])
+                ax.plot(stats.index, stats["mean"], color=color, label=f"{norm}, mean")
+                ax.fill_between(stats.index, stats["min"], stats["max"], color=color,
+                                alpha=0.2, label=f"{norm}, seed range")
+            ax.set_title(f"lr={lr:g}, fc={fc}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if row == len(fcs) - 1:
+                ax.set_xlabel("epoch")
+            if col == 0:
+                ax.set_ylabel("validation accuracy")
+    axes[0][0].legend(fontsize=7)
     return _save(fig, path)
 
 

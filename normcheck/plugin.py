@@ -22,7 +22,13 @@ from normcheck import __version__, hypotheses
 from normcheck.data import DataError
 from normcheck.device import cpu_count, select_device
 from normcheck.grid import Grid, GridError, load_grid
-from normcheck.report import format_table, results_table, summary_table, write_reports
+from normcheck.report import (
+    format_table,
+    format_verdict_table,
+    results_table,
+    summary_table,
+    write_reports,
+)
 from normcheck.study import Study
 from normcheck.tracking import DEFAULT_EXPERIMENT, Tracker, TrackingError, default_tracking_uri
 
@@ -265,9 +271,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
                   f"{splits.fingerprint})")
     tr.write_line(format_table(summary_table(state.table)))
     if state.verdicts:
-        for verdict in state.verdicts:
-            tr.write_line(f"{verdict.name} {verdict.verdict.upper()}: {verdict.summary}",
-                          red=not verdict.passed, green=verdict.passed)
+        tr.write_line(format_verdict_table(state.verdicts))
         if state.expect_verdicts:
             recorded = hypotheses.recorded_for(state.recorded, state.grid.name,
                                                splits.fingerprint)

@@ -84,6 +84,19 @@ def format_table(summary: pd.DataFrame) -> str:
     return shown.to_string(index=False)
 
 
+def format_verdict_table(verdicts: list[Verdict]) -> str:
+    """The verdicts as a fixed-width text table: verdict, estimate, CI, margin, statistic."""
+    rows = [("hypothesis", "verdict", "estimate", "95% CI", "margin", "statistic")]
+    for v in verdicts:
+        est = v.estimate
+        rows.append((v.name, v.verdict, f"{est.value:+.4f}" if est else "-",
+                     f"[{est.low:+.4f}, {est.high:+.4f}]" if est else "-", f"{v.margin:g}",
+                     v.statistic))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) +
+                     "  " + row[-1] for row in rows)
+
+
 def format_verdicts(verdicts: list[Verdict]) -> str:
     """One markdown table row per hypothesis: statistic, CI, margin, verdict."""
     lines = ["| hypothesis | statistic | estimate | 95% CI | margin | verdict |",
