@@ -6,7 +6,7 @@ from pathlib import Path
 
 from normcheck import hypotheses
 from normcheck.grid import GridError, load_grid
-from normcheck.report import results_table, write_reports
+from normcheck.report import format_verdict_table, results_table, write_reports
 from normcheck.tracking import (
     DEFAULT_EXPERIMENT,
     Tracker,
@@ -19,7 +19,8 @@ from normcheck.tracking import (
 def report(args: argparse.Namespace) -> int:
     """Read the experiment's finished runs, decide the hypotheses, write the reports."""
     tracker = Tracker.open(args.tracking_uri, args.experiment)
-    results = load_results(tracker)
+    runs = tracker.runs()
+    results = load_results(tracker, runs)
     if args.grid:
         wanted = {c.case_id for c in load_grid(args.grid).configs()}
         results = [r for r in results if r.config.case_id in wanted]
@@ -28,20 +29,20 @@ def report(args: argparse.Namespace) -> int:
               f"of {args.tracking_uri}" + (f" for grid {args.grid!r}" if args.grid else ""),
               file=sys.stderr)
         return 1
-    runs = tracker.runs()
-    fingerprints = {r.data.tags.get("normcheck.data_fingerprint") for r in runs
-                    if r.info.run_id in {x.run_id for x in results}}
-    table_verdicts = None
+    used = {r.run_id for r in results}
+    fingerprints = sorted({str(r.data.tags.get("normcheck.data_fingerprint")) for r in runs
+                           if r.info.run_id in used})
+    verdicts = []
     try:
-        table_verdicts = hypotheses.evaluate(results_table(results))
-    except (ValueError, KeyError, IndexError) as exc:
+        verdicts = hypotheses.evaluate(results_table(results))
+    except ValueError as exc:  # e.g. runs without their paired partner
         print(f"normcheck report: hypotheses not evaluated ({exc})", file=sys.stderr)
     context = {"source": f"rebuilt from MLflow store {args.tracking_uri}, experiment "
                          f"`{args.experiment}`, {len(results)} finished runs",
-               "data fingerprints": ", ".join(f"`{f}`" for f in sorted(map(str, fingerprints)))}
-    written = write_reports(results, Path(args.out), table_verdicts, context)
-    for verdict in table_verdicts or []:
-        print(f"{verdict.name} {verdict.verdict.upper()}: {verdict.summary}")
+               "data fingerprints": ", ".join(f"`{f}`" for f in fingerprints)}
+    written = write_reports(results, Path(args.out), verdicts, context)
+    if verdicts:
+        print(format_verdict_table(verdicts))
     print(f"wrote {len(written)} files to {args.out}")
     return 0
 

@@ -29,7 +29,8 @@ def heatmap(mean: pd.DataFrame, sd: pd.DataFrame | None, title: str, path: Path,
         bound = max(float(np.nanmax(np.abs(values))), 1e-3)
         image = ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound)
     else:
-        image = ax.imshow(values, cmap="viridis", vmin=0, vmax=1)
+        bound = 1.0
+        image = ax.imshow(values, cmap="viridis", vmin=0, vmax=bound)
     ax.set_xticks(range(len(mean.columns)), [str(c) for c in mean.columns])
     ax.set_yticks(range(len(mean.index)), [f"{lr:g}" for lr in mean.index])
     ax.set_xlabel("fc_units")
@@ -40,8 +41,9 @@ def heatmap(mean: pd.DataFrame, sd: pd.DataFrame | None, title: str, path: Path,
             text = f"{values[i, j]:+.3f}" if diverging else f"{values[i, j]:.3f}"
             if sd is not None:
                 text += f"\n±{sd.to_numpy(dtype=float)[i, j]:.3f}"
+            dark = (abs(values[i, j]) > 0.6 * bound) if diverging else values[i, j] < 0.6
             ax.text(j, i, text, ha="center", va="center", fontsize=9,
-                    color="black" if diverging or values[i, j] > 0.6 else "white")
+                    color="white" if dark else "black")
     fig.colorbar(image, ax=ax)
     return _save(fig, path)
 

@@ -130,16 +130,17 @@ HISTORY_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "loss_range
                    "grad_change", "beta_smoothness")
 
 
-def load_results(tracker: Tracker) -> list["RunResult"]:
+def load_results(tracker: Tracker, runs: list[Any] | None = None) -> list["RunResult"]:
     """The experiment's FINISHED runs as results, the newest per configuration hash.
 
-    RUNNING (killed) and FAILED runs are never taken for finished ones.
+    RUNNING (killed) and FAILED runs are never taken for finished ones. ``runs``: the
+    experiment's runs, if the caller already fetched them.
     """
     from normcheck.config import TrainConfig
     from normcheck.train import EpochMetrics, RunResult
 
-    runs = [r for r in tracker.runs() if r.info.status == "FINISHED"
-            and "normcheck.config_hash" in r.data.tags]
+    runs = [r for r in (tracker.runs() if runs is None else runs)
+            if r.info.status == "FINISHED" and "normcheck.config_hash" in r.data.tags]
     newest: dict[str, Any] = {}
     for run in sorted(runs, key=lambda r: r.info.start_time):
         newest[run.data.tags["normcheck.config_hash"]] = run

@@ -42,8 +42,9 @@ def test_report_rebuilt_from_the_store_matches_the_session(trained_store, tmp_pa
                                   original.drop(columns=["device"]), check_dtype=False,
                                   rtol=1e-6)
     out = capsys.readouterr().out
+    assert out.startswith("hypothesis  verdict")
     for name in ("H1", "H2", "H3", "H4", "H5"):
-        assert f"{name} " in out
+        assert f"\n{name}  " in out
     assert (tmp_path / "rebuilt" / "report.md").read_text().count("**") >= 5
 
 
