@@ -38,7 +38,6 @@ class Study:
     tracker: Tracker | None = None
     log_model: bool = False
     cache_dir: Path | None = None
-    trained: list[str] = field(default_factory=list)  # case ids this process trained
     _splits: dict[int, SplitData] = field(default_factory=dict, repr=False)
     _device_data: dict[int, DeviceData] = field(default_factory=dict, repr=False)
 
@@ -68,7 +67,6 @@ class Study:
             result = self._train_and_log(config)
             with atomic_path(path) as tmp:
                 tmp.write_text(json.dumps(result.to_dict()))
-        self.trained.append(config.case_id)
         return result
 
     def results(self) -> list[RunResult]:

@@ -8,7 +8,6 @@ database. Server and other database URIs need no lock.
 import contextlib
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,12 @@ def _sqlite_path(uri: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path)
 
 
+def _store_lock(uri: str) -> contextlib.AbstractContextManager:
+    """The inter-process lock beside an SQLite store's file; a no-op for other stores."""
+    db = _sqlite_path(uri)
+    return FileLock(f"{db}.lock") if db else contextlib.nullcontext()
+
+
 class Tracker:
     """Logs runs into one experiment of one tracking store."""
 
@@ -45,14 +50,11 @@ class Tracker:
         self.uri = uri
         self.experiment_id = experiment_id
         self.client = MlflowClient(tracking_uri=uri)
-        db = _sqlite_path(uri)
-        self._lock = FileLock(f"{db}.lock") if db else None
+        self._lock = _store_lock(uri)
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the store's write lock (a no-op for servers)."""
-        with self._lock if self._lock else contextlib.nullcontext():
-            yield
+    def locked(self) -> contextlib.AbstractContextManager:
+        """The store's write lock (a no-op for servers), to hold with ``with``."""
+        return self._lock
 
     @classmethod
     def open(cls, uri: str, experiment_name: str = DEFAULT_EXPERIMENT) -> "Tracker":
@@ -65,9 +67,8 @@ class Tracker:
                 db.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise TrackingError(f"{uri}: cannot create the store's folder ({exc})") from exc
-        lock = FileLock(f"{db}.lock") if db else contextlib.nullcontext()
         try:
-            with lock:
+            with _store_lock(uri):
                 client = MlflowClient(tracking_uri=uri)
                 experiment = client.get_experiment_by_name(experiment_name)
                 experiment_id = (experiment.experiment_id if experiment
