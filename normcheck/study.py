@@ -3,6 +3,10 @@
 Results live as JSON files in a folder all processes of a session share. A configuration is
 trained under a file lock by whichever process asks first; every other process waits and
 reads the result, so nothing is trained twice however xdist distributes the cases.
+
+Across sessions the MLflow experiment is the record: a configuration whose FINISHED run (same
+configuration hash) is there is reused, not trained again. Runs a killed session left RUNNING,
+and FAILED ones, are marked stale and their configuration trains again.
 """
 
 import json
@@ -38,6 +42,7 @@ class Study:
     tracker: Tracker | None = None
     log_model: bool = False
     cache_dir: Path | None = None
+    retrain: bool = False  # train even where the experiment has a finished run
     _splits: dict[int, SplitData] = field(default_factory=dict, repr=False)
     _device_data: dict[int, DeviceData] = field(default_factory=dict, repr=False)
 
@@ -59,39 +64,69 @@ class Study:
         return config_hash(config, self.splits(config.split_seed).fingerprint, __version__)
 
     def run(self, config: TrainConfig) -> RunResult:
-        """The configuration's result: trained now, or read if any process already trained it."""
+        """The configuration's result: reused from the experiment, trained now, or read if
+        another process of this session already has it."""
+        return self.outcome(config)[0]
+
+    def outcome(self, config: TrainConfig) -> tuple[RunResult, str]:
+        """The result and where it came from: ``"trained"`` or ``"reused"``."""
         path = self.results_dir / f"{self.key(config)}.json"
         with FileLock(f"{path}.lock"):
-            if path.exists():
-                return RunResult.from_dict(json.loads(path.read_text()))
-            result = self._train_and_log(config)
-            with atomic_path(path) as tmp:
-                tmp.write_text(json.dumps(result.to_dict()))
-        return result
+            if not path.exists():
+                result, origin = self._reuse_or_train(config)
+                with atomic_path(path) as tmp:
+                    tmp.write_text(json.dumps({"origin": origin, "result": result.to_dict()}))
+                return result, origin
+        return _read(path)
+
+    def origin(self, config: TrainConfig) -> str | None:
+        """``"trained"`` or ``"reused"`` once this session has the configuration, else None."""
+        path = self.results_dir / f"{self.key(config)}.json"
+        return _read(path)[1] if path.exists() else None
 
     def results(self) -> list[RunResult]:
         """Every result recorded so far in this session, by any process."""
-        return [RunResult.from_dict(json.loads(p.read_text()))
-                for p in sorted(self.results_dir.glob("[!.]*.json"))]
+        return [result for result, _ in self.outcomes()]
+
+    def outcomes(self) -> list[tuple[RunResult, str]]:
+        return [_read(p) for p in sorted(self.results_dir.glob("[!.]*.json"))]
+
+    def _reuse_or_train(self, config: TrainConfig) -> tuple[RunResult, str]:
+        if self.tracker is None:
+            return self._train_and_log(config), "trained"
+        key = self.key(config)
+        with self.tracker.training_lock(key):  # another session training it: wait, then reuse
+            if not self.retrain:
+                found = self.tracker.finished(key)
+                if found is not None:
+                    log.info("%s: reused MLflow run %s", config.case_id, found.run_id)
+                    return found, "reused"
+            stale = self.tracker.mark_stale(key, "left unfinished by an earlier session; "
+                                                 "trained again")
+            if stale:
+                log.warning("%s: marked stale runs %s, training again", config.case_id,
+                            ", ".join(stale))
+            return self._train_and_log(config), "trained"
 
     def _train_and_log(self, config: TrainConfig) -> RunResult:
-        log.info("training %s on %s", config.case_id, self.device)
         run_id = None
         if self.tracker is not None:
             run_id = self.tracker.start_run(config.case_id, self._params(config),
                                             self._tags(config))
-        try:
+        try:  # from here on, a run that does not finish is marked FAILED, saying why
+            log.info("training %s on %s (MLflow run %s)", config.case_id, self.device, run_id)
             result, model = train(config, self.data(config.split_seed),
                                   on_epoch=lambda m: self._on_epoch(run_id, m))
-        except BaseException:
             if run_id is not None:
-                self.tracker.fail(run_id)
+                self.tracker.finish(run_id, result.summary(),
+                                    {"normcheck.diverged": str(result.diverged).lower()},
+                                    model if self.log_model else None)
+                result.run_id = run_id
+        except BaseException as exc:
+            if run_id is not None:
+                self.tracker.fail(run_id, "interrupted" if isinstance(exc, KeyboardInterrupt)
+                                  else f"{type(exc).__name__}: {exc}"[:500])
             raise
-        if run_id is not None:
-            self.tracker.finish(run_id, result.summary(),
-                                {"normcheck.diverged": str(result.diverged).lower()},
-                                model if self.log_model else None)
-            result.run_id = run_id
         log.info("%s: best val acc %.3f%s", config.case_id, result.best_val_acc,
                  " (diverged)" if result.diverged else "")
         return result
@@ -115,3 +150,8 @@ class Study:
                 "normcheck.data_fingerprint": self.splits(config.split_seed).fingerprint,
                 "normcheck.version": __version__,
                 "normcheck.device": str(self.device)}
+
+
+def _read(path: Path) -> tuple[RunResult, str]:
+    record = json.loads(path.read_text())
+    return RunResult.from_dict(record["result"]), record["origin"]

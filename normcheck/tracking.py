@@ -6,7 +6,9 @@ database. Server and other database URIs need no lock.
 """
 
 import contextlib
+import hashlib
 import os
+import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,21 @@ def _sqlite_path(uri: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path)
 
 
+def _check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, when a server is not there."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        raise TrackingError(f"MLflow tracking server {uri} cannot be reached ({exc}); start "
+                            f"it, or pass another --mlflow-uri") from exc
+
+
 def _store_lock(uri: str) -> contextlib.AbstractContextManager:
     """The inter-process lock beside an SQLite store's file; a no-op for other stores."""
     db = _sqlite_path(uri)
@@ -61,12 +78,16 @@ class Tracker:
         """Create the store and the experiment if needed. Call once, before workers start."""
         from mlflow import MlflowClient
 
+        _check_reachable(uri)
         db = _sqlite_path(uri)
         if db is not None:
             try:
                 db.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise TrackingError(f"{uri}: cannot create the store's folder ({exc})") from exc
+            if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+                raise TrackingError(f"MLflow store {uri} is read-only: SQLite needs to write "
+                                    f"{db} and its folder; pass a writable --mlflow-uri")
         try:
             with _store_lock(uri):
                 client = MlflowClient(tracking_uri=uri)
@@ -76,6 +97,51 @@ class Tracker:
         except Exception as exc:
             raise TrackingError(f"MLflow tracking store {uri} cannot be used: {exc}") from exc
         return cls(uri, experiment_id)
+
+    def training_lock(self, config_hash: str) -> FileLock:
+        """Held while a configuration is looked up and trained: another session (or worker)
+        asking for the same configuration waits, then finds the finished run. A run left
+        RUNNING while nobody holds its lock was killed."""
+        db = _sqlite_path(self.uri)
+        if db is not None:
+            folder = Path(f"{db}.normcheck-locks")
+        else:
+            from normcheck.data import default_cache_dir
+
+            store = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
+            folder = default_cache_dir() / "locks" / store
+        folder.mkdir(parents=True, exist_ok=True)
+        return FileLock(folder / f"{self.experiment_id}-{config_hash}.lock")
+
+    def _search(self, config_hash: str, status: str | None = None) -> list[Any]:
+        query = f"tags.`normcheck.config_hash` = '{config_hash}'"
+        if status:
+            query += f" and attributes.status = '{status}'"
+        with self.locked():
+            return self.client.search_runs([self.experiment_id], query, max_results=50000)
+
+    def finished(self, config_hash: str) -> "RunResult | None":
+        """The newest FINISHED run with this configuration hash, as a result; None if none."""
+        runs = self._search(config_hash, "FINISHED")
+        return load_results(self, runs)[0] if runs else None
+
+    def mark_stale(self, config_hash: str, reason: str) -> list[str]:
+        """Mark this configuration's unfinished runs stale (RUNNING ones become FAILED).
+
+        Call only while holding :meth:`training_lock`, so no live process owns them.
+        """
+        from mlflow.entities import RunTag
+
+        stale = [r for r in self._search(config_hash)
+                 if r.info.status in ("RUNNING", "FAILED", "SCHEDULED")
+                 and "normcheck.stale" not in r.data.tags]
+        for run in stale:
+            with self.locked():
+                self.client.log_batch(run.info.run_id, tags=[RunTag(
+                    "normcheck.stale", f"{reason} (was {run.info.status})")])
+                if run.info.status != "FAILED":
+                    self.client.set_terminated(run.info.run_id, "FAILED")
+        return [r.info.run_id for r in stale]
 
     def start_run(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         """Create a RUNNING run with its parameters and tags; return its id."""
@@ -107,8 +173,12 @@ class Tracker:
                 self._log_model(run_id, model)
             self.client.set_terminated(run_id, "FINISHED")
 
-    def fail(self, run_id: str) -> None:
+    def fail(self, run_id: str, reason: str) -> None:
+        """Mark a run FAILED, saying why (e.g. interrupted), so it is never taken as finished."""
+        from mlflow.entities import RunTag
+
         with self.locked():
+            self.client.log_batch(run_id, tags=[RunTag("normcheck.failed", reason)])
             self.client.set_terminated(run_id, "FAILED")
 
     def _log_model(self, run_id: str, model: Any) -> None:
