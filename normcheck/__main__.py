@@ -6,7 +6,7 @@ from pathlib import Path
 
 from normcheck import hypotheses
 from normcheck.grid import GridError, load_grid
-from normcheck.report import format_verdict_table, results_table, write_reports
+from normcheck.report import ReportError, format_verdict_table, results_table, write_reports
 from normcheck.tracking import (
     DEFAULT_EXPERIMENT,
     Tracker,
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return report(args)
-    except (TrackingError, GridError) as exc:
+    except (TrackingError, GridError, ReportError) as exc:
         print(f"normcheck report: {exc}", file=sys.stderr)
         return 2
 

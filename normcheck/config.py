@@ -38,6 +38,8 @@ class TrainConfig:
             ("weight_decay", self.weight_decay >= 0, "a number >= 0"),
             ("dropout", 0 <= self.dropout < 1, "a number in [0, 1)"),
             ("base_channels", self.base_channels >= 1, "an integer >= 1"),
+            ("seed", self.seed >= 0, "an integer >= 0"),
+            ("split_seed", self.split_seed >= 0, "an integer >= 0"),
         ]
         for name, ok, allowed in checks:
             if not ok:
@@ -71,6 +73,9 @@ class DataSpec:
                 f"classes={list(self.classes)!r} is invalid: name at least two classes")
         if len(set(self.classes)) != len(self.classes):
             raise ConfigError(f"classes={list(self.classes)!r} is invalid: a class is named twice")
+        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int) or \
+                self.split_seed < 0:
+            raise ConfigError(f"split_seed={self.split_seed!r} is invalid: use an integer >= 0")
 
 
 def config_hash(config: TrainConfig, data_fingerprint: str, version: str) -> str:

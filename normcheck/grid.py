@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from normcheck.config import ConfigError, DataSpec, TrainConfig
+from normcheck.data.split import PROTOCOLS
 
 AXES = {"lr": float, "fc_units": int, "norm": str}
 FIXED = {f.name: f.type for f in fields(TrainConfig) if f.name not in AXES.keys() | {"split_seed"}}
@@ -104,6 +105,8 @@ def _raw_profile(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict[st
     for table in ("grid", "train", "data", "replicates"):
         if not isinstance(raw.get(table, {}), dict):
             raise GridError(f"{origin}: [{table}] must be a table")
+    if not isinstance(raw.get("description", ""), str):
+        raise GridError(f"{origin}: description={raw['description']!r} must be a string")
     parent_name = raw.get("extends", None if name_or_path == "full" else "full")
     if parent_name is None:
         return raw, origin
@@ -115,7 +118,10 @@ def _raw_profile(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict[st
                             f"({', '.join(profile_names())}) or a path to a .toml file")
         if path.suffix == ".toml":  # relative to the extending file
             parent_name = str(path.parent / parent_name)
-    parent, _ = _raw_profile(parent_name, seen + (name_or_path,))
+    try:
+        parent, _ = _raw_profile(parent_name, seen + (name_or_path,))
+    except GridError as exc:
+        raise GridError(f"{origin}: extends={parent_name!r}: {exc}") from exc
     merged = {key: {**parent.get(key, {}), **raw.get(key, {})}
               for key in ("grid", "train", "data", "replicates")}
     merged["description"] = raw.get("description", parent.get("description", ""))
@@ -166,6 +172,10 @@ def load_grid(name_or_path: str) -> Grid:
                 not all(isinstance(c, str) for c in data["classes"]):
             raise GridError(f"{origin}: data.classes={data['classes']!r} must be a list of names")
         data = {**data, "classes": tuple(data["classes"])}
+    if "protocol" in data and (not isinstance(data["protocol"], str) or
+                               data["protocol"] not in PROTOCOLS):
+        raise GridError(f"{origin}: data.protocol={data['protocol']!r} is invalid: use one of "
+                        f"{sorted(PROTOCOLS)}")
     for key, kind in REPLICATE_KEYS.items():
         if key in replicates and type(replicates[key]) is not kind:
             raise GridError(f"{origin}: replicates.{key}={replicates[key]!r} must be "

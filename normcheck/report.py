@@ -60,6 +60,11 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     return _sort(out.reset_index(), [])
 
 
+def write_tables(table: pd.DataFrame, summary: pd.DataFrame, folder: Path) -> list[Path]:
+    """``metrics.csv`` (one row per run) and ``summary.csv`` (one per configuration)."""
+    return [_write_csv(table, folder / "metrics.csv"), _write_csv(summary, folder / "summary.csv")]
+
+
 def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
@@ -115,14 +120,44 @@ def _pivot(summary: pd.DataFrame, norm: str, column: str) -> pd.DataFrame:
     return rows.pivot(index="lr", columns="fc_units", values=column).sort_index(ascending=False)
 
 
+class ReportError(OSError):
+    """The report folder cannot be written; the message names it and what to do."""
+
+
+def check_writable(folder: Path) -> None:
+    """Create the folder and write a probe file in it, so a read-only or full folder is found
+    before training, not after it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / ".normcheck-probe") as tmp:
+            tmp.write_bytes(b"0" * 4096)
+        (folder / ".normcheck-probe").unlink()
+    except OSError as exc:
+        raise ReportError(f"report folder {folder} cannot be written ({exc.strerror or exc}); "
+                          f"free space there or pass a writable --report-dir") from exc
+
+
 def write_reports(results: list[RunResult], folder: Path, verdicts: list[Verdict] | None = None,
                   context: dict[str, str] | None = None) -> list[Path]:
-    """Write metrics.csv, summary.csv, the figures and report.md; return the paths written."""
+    """Write metrics.csv, summary.csv, the figures and report.md; return the paths written.
+
+    Each file is replaced whole or not at all; a write that fails raises :class:`ReportError`.
+    """
+    try:
+        return _write_all(results, folder, verdicts, context)
+    except ReportError:
+        raise
+    except OSError as exc:
+        raise ReportError(f"reports could not be written to {folder} ({exc.strerror or exc}); "
+                          f"every file there is whole, old or new") from exc
+
+
+def _write_all(results: list[RunResult], folder: Path, verdicts: list[Verdict] | None,
+               context: dict[str, str] | None) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     table = results_table(results)
     summary = summary_table(table)
-    written = [_write_csv(table, folder / "metrics.csv"),
-               _write_csv(summary, folder / "summary.csv")]
+    written = write_tables(table, summary, folder)
     norms = list(dict.fromkeys(summary["norm"]))
     for norm in norms:
         written.append(figures.heatmap(
