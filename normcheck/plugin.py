@@ -9,7 +9,10 @@ end it alone writes the reports.
 """
 
 import os
+import resource
+import shlex
 import shutil
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -23,6 +26,8 @@ from normcheck.data import DataError
 from normcheck.device import cpu_count, select_device
 from normcheck.grid import Grid, GridError, load_grid
 from normcheck.report import (
+    ReportError,
+    check_writable,
     format_table,
     format_verdict_table,
     results_table,
@@ -53,6 +58,9 @@ class Session:
     written: list[Path] = field(default_factory=list)
     verdicts: list[hypotheses.Verdict] = field(default_factory=list)
     missing: int = 0
+    origins: dict[str, int] = field(default_factory=dict)  # "trained"/"reused" -> runs
+    peak_mib: dict[str, float] = field(default_factory=dict)  # process -> peak resident memory
+    report_error: str | None = None
 
 
 SESSION = pytest.StashKey[Session]()
@@ -83,6 +91,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="first replicate seed (default: the grid's train.seed)")
     group.addoption("--resample-split", action="store_true", default=None,
                     help="each replicate also draws its own train/validation split")
+    group.addoption("--retrain", action="store_true",
+                    help="train every configuration, even one with a FINISHED run of the same "
+                         "configuration hash in the experiment (default: reuse it)")
     group.addoption("--inconclusive", choices=["fail", "warn"], default="fail",
                     help="an inconclusive verdict fails the check, or only warns [fail]")
 
@@ -131,7 +142,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     worker = config.workerinput if _is_worker(config) else None
     device = (select_device(int(worker["workerid"].removeprefix("gw")), int(worker["workercount"]))
               if worker else select_device())
-    study = Study(state.data_dir, state.grid.data, device, Path(), log_model=state.log_model)
+    study = Study(state.data_dir, state.grid.data, device, Path(), log_model=state.log_model,
+                  retrain=config.getoption("retrain"))
     try:  # every split the grid uses: data errors surface now, before any training
         for split_seed in sorted({c.split_seed for c in state.grid.configs()}):
             study.splits(split_seed)
@@ -142,8 +154,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         study.tracker = Tracker(state.uri, worker["normcheck"]["experiment_id"])
     else:
         try:
+            check_writable(state.report_dir)
             study.tracker = Tracker.open(state.uri, state.experiment)
-        except TrackingError as exc:
+        except (ReportError, TrackingError) as exc:
             raise pytest.UsageError(str(exc)) from exc
         study.results_dir = Path(tempfile.mkdtemp(prefix="normcheck-session-"))
     state.study = study
@@ -167,6 +180,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Hypothesis checks go last, so they mostly find the grid already trained."""
     items.sort(key=lambda item: item.get_closest_marker("hypothesis_check") is not None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Tag a configuration's report with where its result came from (trained or reused)."""
+    report = yield
+    config = getattr(item, "funcargs", {}).get("normcheck_config")
+    state = item.config.stash.get(SESSION, None)
+    if report.when == "call" and config is not None and state and state.study:
+        origin = state.study.origin(config)
+        if origin:
+            report.user_properties.append(("normcheck_origin", origin))
+    return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    """A reused configuration shows as ``r`` / ``REUSED`` instead of ``.`` / ``PASSED``."""
+    if report.when == "call" and report.passed and \
+            ("normcheck_origin", "reused") in report.user_properties:
+        return "passed", "r", "REUSED"
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -242,21 +276,54 @@ def _context(config: pytest.Config, state: Session) -> dict[str, str]:
     }
 
 
+def _peak_mib() -> float:
+    """This process's peak resident memory so far."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """xdist controller: note each worker's peak memory, which it sent when it finished."""
+    state = node.config.stash.get(SESSION, None)
+    peak = getattr(node, "workeroutput", {}).get("normcheck_peak_mib")
+    if state is not None and peak is not None:
+        state.peak_mib[node.gateway.id] = peak
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Controller only, also after failures: decide the hypotheses and write the reports."""
     state = session.config.stash.get(SESSION, None)
-    if state is None or state.study is None or _is_worker(session.config):
+    if state is None or state.study is None:
         return
-    results = state.study.results()
+    if _is_worker(session.config):
+        session.config.workeroutput["normcheck_peak_mib"] = _peak_mib()
+        return
+    if not state.peak_mib:  # no workers: this process trained
+        state.peak_mib["main"] = _peak_mib()
+    outcomes = state.study.outcomes()
+    results = [result for result, _ in outcomes]
+    for _, origin in outcomes:
+        state.origins[origin] = state.origins.get(origin, 0) + 1
     wanted = {c.case_id for c in state.grid.configs()}
     state.missing = len(wanted - {r.config.case_id for r in results})
-    if results:
-        state.table = results_table(results)
-        if not state.missing:
-            state.verdicts = hypotheses.evaluate(state.table)
-        state.written = write_reports(results, state.report_dir, state.verdicts,
-                                      _context(session.config, state))
-    shutil.rmtree(state.study.results_dir, ignore_errors=True)
+    try:
+        if results:
+            state.table = results_table(results)
+            if not state.missing:
+                state.verdicts = hypotheses.evaluate(state.table)
+            state.written = write_reports(results, state.report_dir, state.verdicts,
+                                          _context(session.config, state))
+    except ReportError as exc:
+        command = shlex.join(["python", "-m", "normcheck", "report", "--tracking-uri", state.uri,
+                              "--experiment", state.experiment, "--grid", state.grid.name,
+                              "--out", str(state.report_dir)])
+        state.report_error = (f"{exc}. The runs are safe in MLflow; rebuild the reports "
+                              f"with: {command}")
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    finally:
+        shutil.rmtree(state.study.results_dir, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
@@ -265,6 +332,9 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         return
     tr = terminalreporter
     tr.section("normcheck")
+    tr.write_line(f"runs: reused {state.origins.get('reused', 0)}, trained "
+                  f"{state.origins.get('trained', 0)}" +
+                  (f", {state.missing} missing" if state.missing else ""))
     splits = state.study.splits()
     tr.write_line(f"grid {state.grid.name!r}: {state.grid.description}")
     tr.write_line(f"data: {splits.source} (protocol {splits.protocol}, fingerprint "
@@ -280,8 +350,13 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
                 "none for this grid and data fingerprint, so failing verdicts fail"))
     else:
         tr.write_line(f"hypotheses not evaluated: {state.missing} runs of the grid have no result")
-    tr.write_line(f"report: {state.report_dir / 'report.md'} "
-                  f"({len(state.written)} files in {state.report_dir})")
+    if state.report_error:
+        tr.write_line(f"REPORT NOT WRITTEN: {state.report_error}", red=True, bold=True)
+    else:
+        tr.write_line(f"report: {state.report_dir / 'report.md'} "
+                      f"({len(state.written)} files in {state.report_dir})")
+    tr.write_line("peak memory: " + ", ".join(f"{name} {mib:.0f} MiB" for name, mib in
+                                              sorted(state.peak_mib.items())))
     tr.write_line(f"MLflow: {state.uri}, experiment {state.experiment!r}")
     if state.uri.startswith("sqlite:"):
         tr.write_line(f"  view it with: mlflow ui --backend-store-uri {state.uri}")
