@@ -1,6 +1,12 @@
-"""Tiny synthetic data sets in each source format, for tests that must not need real CIFAR-10."""
+"""Tiny synthetic data sets in each source format, for tests that must not need real CIFAR-10,
+and the experiment suite run as users run it: a pytest subprocess on a tiny grid."""
 
+import json
+import os
 import pickle
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +70,88 @@ def seed_batches(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"
+
+
+EXPERIMENTS = Path(__file__).parents[1] / "experiments"
+TINY_GRID = """
+extends = "quick"
+description = "tiny synthetic grid"
+[grid]
+fc_units = [8]
+[train]
+epochs = 1
+base_channels = 2
+[replicates]
+seeds = 2
+"""
+
+
+class Suite:
+    """A copy of the experiment suite in a pytester folder, on a tiny grid and synthetic data."""
+
+    def __init__(self, pytester: pytest.Pytester, data: Path, store: Path) -> None:
+        self.pytester = pytester
+        self.path = pytester.path
+        self.uri = f"sqlite:///{self.path / 'mlflow.db'}"
+        self.data = data
+        self.store = store
+
+    def with_empty_store(self) -> "Suite":
+        """Start from a copy of an empty, already created store (creating one takes seconds)."""
+        shutil.copy(self.store, self.path / "mlflow.db")
+        return self
+
+    def args(self, *args: str) -> list[str]:
+        return ["--grid", "tiny.toml", "--data-dir", str(self.data), "--mlflow-uri", self.uri,
+                "--report-dir", "out", "-p", "no:cacheprovider", *args]
+
+    def __call__(self, *args: str) -> pytest.RunResult:
+        """Run the suite to the end in a subprocess."""
+        return self.pytester.runpytest_subprocess(*self.args(*args), timeout=600)
+
+    def start(self, *args: str) -> subprocess.Popen:
+        """Start the suite in a subprocess, its output (stdout and stderr) readable as lines."""
+        return subprocess.Popen([sys.executable, "-m", "pytest", *self.args(*args)],
+                                cwd=self.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def runs(self) -> list[dict]:
+        """The experiment's runs, read in a fresh process (pytester resets imported modules,
+        which leaves MLflow's SQLAlchemy half-imported if it is used in the test process)."""
+        out = subprocess.run([sys.executable, "-c", READ_RUNS, self.uri], capture_output=True,
+                             text=True, check=True).stdout
+        return json.loads(out.splitlines()[-1])
+
+
+READ_RUNS = """
+import json, sys
+from normcheck.tracking import Tracker
+runs = Tracker.open(sys.argv[1], "normcheck").runs()
+print(json.dumps([{"id": r.info.run_id, "name": r.info.run_name, "status": r.info.status,
+                   "params": r.data.params, "tags": r.data.tags, "metrics": r.data.metrics}
+                  for r in runs]))
+"""
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store with its tables created and no runs."""
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    subprocess.run([sys.executable, "-c", "import sys; from normcheck.tracking import Tracker; "
+                    "Tracker.open(sys.argv[1], 'normcheck')", f"sqlite:///{path}"], check=True,
+                   capture_output=True)
+    return path
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, seed_batches: Path, empty_store: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Suite:
+    """The experiment suite with a tiny grid (``tiny.toml``: 8 configurations) in ``pytester``'s
+    folder, and no MLflow store yet (``suite.with_empty_store()`` copies in an empty one). Test
+    modules using it load the ``pytester`` plugin."""
+    for name in ("conftest.py", "test_grid.py", "test_hypotheses.py"):
+        (pytester.path / name).write_text((EXPERIMENTS / name).read_text())
+    (pytester.path / "tiny.toml").write_text(TINY_GRID)
+    monkeypatch.setenv("NORMCHECK_CACHE", str(pytester.path / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return Suite(pytester, seed_batches, empty_store)
