@@ -8,6 +8,7 @@ N configurations would take at that rate on one process.
 """
 
 import argparse
+import os
 import statistics
 import time
 
@@ -21,7 +22,8 @@ from normcheck.train import DeviceData, train
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None, help="data source (default: $NORMCHECK_DATA)")
+    parser.add_argument("--data-dir", default=os.environ.get("NORMCHECK_DATA"),
+                        help="data source (default: $NORMCHECK_DATA)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--configurations", type=int, nargs="+", default=[18, 90, 180])
     args = parser.parse_args()

@@ -12,6 +12,7 @@ epoch reaches.
 """
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -26,7 +27,7 @@ from torchvision.transforms import ToTensor
 
 from normcheck.config import DataSpec, TrainConfig
 from normcheck.data import SplitData, load_splits
-from normcheck.device import cpu_count
+from normcheck.device import cpu_count, select_device
 from normcheck.model import CompactCNN
 from normcheck.train import DeviceData, train
 
@@ -42,25 +43,27 @@ def write_png_tree(splits: SplitData, root: Path) -> tuple[Path, Path]:
     return root / "train", root / "val"
 
 
-def reference(config: TrainConfig, train_dir: Path, val_dir: Path) -> float:
+def reference(config: TrainConfig, train_dir: Path, val_dir: Path, device: torch.device) -> float:
     """The original pipeline: decode PNGs every epoch through a DataLoader. Returns seconds."""
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     train_set, val_set = ImageFolder(train_dir, ToTensor()), ImageFolder(val_dir, ToTensor())
     loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, num_workers=2)
     val_loader = DataLoader(val_set, batch_size=config.batch_size, num_workers=2)
-    model = CompactCNN(config.fc_units, config.norm, len(train_set.classes))
+    model = CompactCNN(config.fc_units, config.norm, len(train_set.classes)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
                                  weight_decay=config.weight_decay)
     for _ in range(config.epochs):
         model.train()
         for x, y in loader:
+            x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
             F.cross_entropy(model(x), y).backward()
             optimizer.step()
         model.eval()
         with torch.no_grad():
-            correct = sum((model(x).argmax(1) == y).sum().item() for x, y in val_loader)
+            correct = sum((model(x.to(device)).argmax(1) == y.to(device)).sum().item()
+                          for x, y in val_loader)
         assert 0 <= correct <= len(val_set)
     return time.perf_counter() - start
 
@@ -91,30 +94,39 @@ def forward_flops_per_image(model: torch.nn.Module) -> int:
     return flops
 
 
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
     """Achievable FP32 GFLOP/s: the best of several n x n matrix products."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b  # warm-up
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    best = min(_timed(lambda: a @ b, device) for _ in range(repeats))
     return 2 * n**3 / best / 1e9
 
 
-def _timed(fn) -> float:
+def _timed(fn, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     start = time.perf_counter()
     fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None, help="data source (default: $NORMCHECK_DATA)")
+    parser.add_argument("--data-dir", default=os.environ.get("NORMCHECK_DATA"),
+                        help="data source (default: $NORMCHECK_DATA)")
     parser.add_argument("--repeats", type=int, default=3, help="A B pairs per norm [3]")
     parser.add_argument("--threads", type=int, default=cpu_count(), help="torch threads [cores]")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if there)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device) if args.device else select_device()
     splits = load_splits(args.data_dir, DataSpec())
-    data = DeviceData.from_splits(splits, torch.device("cpu"))
-    print(f"{torch.__version__}, {args.threads} threads, {len(splits.train_y)} train / "
+    data = DeviceData.from_splits(splits, device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"{args.threads} threads"
+    print(f"torch {torch.__version__} on {device} ({where}), {len(splits.train_y)} train / "
           f"{len(splits.val_y)} val images, 5 epochs, batch 64, fc_units 64")
     times: dict[str, list[float]] = {"reference": [], "normcheck": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,7 +134,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             for norm in ("none", "batchnorm"):
                 config = TrainConfig(lr=0.003, fc_units=64, norm=norm, seed=repeat)
-                times["reference"].append(reference(config, train_dir, val_dir))  # A
+                times["reference"].append(reference(config, train_dir, val_dir, device))  # A
                 times["normcheck"].append(normcheck_trainer(config, data))  # B
                 print(f"  {norm:9s} reference {times['reference'][-1]:6.2f} s   normcheck "
                       f"{times['normcheck'][-1]:6.2f} s", flush=True)
@@ -134,12 +146,12 @@ def main() -> None:
     model = CompactCNN(64, "batchnorm")
     forward = forward_flops_per_image(model)
     per_epoch = 3 * forward * len(splits.train_y)
-    peak = matmul_peak()
+    peak = matmul_peak(device)
     achieved = per_epoch / (ours / 5) / 1e9
     print(f"training FLOPs per image: {3 * forward / 1e6:.1f} MFLOP (forward {forward / 1e6:.1f} "
           f"MFLOP x 3); per epoch {per_epoch / 1e9:.1f} GFLOP")
-    print(f"matmul peak ({args.threads} threads, 2048^2 FP32): {peak:.0f} GFLOP/s")
-    print(f"training epoch: {achieved:.1f} GFLOP/s = {achieved / peak:.0%} of peak "
+    print(f"matmul peak ({where}, 2048^2 FP32): {peak:.0f} GFLOP/s")
+    print(f"training epoch: {achieved:.1f} GFLOP/s = {achieved / peak:.1%} of peak "
           f"(epoch = training steps plus probe and evaluation, counted as training FLOPs only)")
 
 

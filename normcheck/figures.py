@@ -1,18 +1,27 @@
 """The report's figures, drawn with matplotlib's object API (no global state, no display)."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from normcheck.atomic import atomic_path
 from normcheck.train import RunResult
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 NORM_COLORS = {"none": "tab:red", "batchnorm": "tab:blue"}
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def _figure(width: float, height: float) -> "Figure":
+    from matplotlib.figure import Figure  # imported when drawing: workers never draw
+
+    return Figure(figsize=(width, height))
+
+
+def _save(fig: "Figure", path: Path) -> Path:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
@@ -22,7 +31,7 @@ def _save(fig: Figure, path: Path) -> Path:
 def heatmap(mean: pd.DataFrame, sd: pd.DataFrame | None, title: str, path: Path,
             diverging: bool = False) -> Path:
     """An lr x fc_units map with the value (and ``+- sd`` when given) written in each cell."""
-    fig = Figure(figsize=(2.6 + 1.5 * len(mean.columns), 1.6 + 0.9 * len(mean.index)))
+    fig = _figure(2.6 + 1.5 * len(mean.columns), 1.6 + 0.9 * len(mean.index))
     ax = fig.add_subplot()
     values = mean.to_numpy(dtype=float)
     if diverging:
@@ -57,7 +66,7 @@ def learning_curves(results: list[RunResult], path: Path) -> Path:
     frame = pd.DataFrame(rows)
     lrs = sorted(frame["lr"].unique(), reverse=True)
     fcs = sorted(frame["fc_units"].unique())
-    fig = Figure(figsize=(3.6 * len(lrs), 2.8 * len(fcs)))
+    fig = _figure(3.6 * len(lrs), 2.8 * len(fcs))
     axes = fig.subplots(len(fcs), len(lrs), sharex=True, sharey=True, squeeze=False)
     for row, fc in enumerate(fcs):
         for col, lr in enumerate(lrs):
@@ -84,7 +93,7 @@ def learning_curves(results: list[RunResult], path: Path) -> Path:
 def instability(table: pd.DataFrame, path: Path) -> Path:
     """Every run: final against best validation accuracy, diverged and collapsed runs marked."""
     lrs = sorted(table["lr"].unique(), reverse=True)
-    fig = Figure(figsize=(4.2 * len(lrs), 3.8))
+    fig = _figure(4.2 * len(lrs), 3.8)
     axes = fig.subplots(1, len(lrs), sharex=True, sharey=True, squeeze=False)[0]
     for ax, lr in zip(axes, lrs, strict=True):
         for norm, color in NORM_COLORS.items():
@@ -111,7 +120,7 @@ def instability(table: pd.DataFrame, path: Path) -> Path:
 def smoothness(table: pd.DataFrame, path: Path) -> Path:
     """The landscape probe per lr and norm: beta-smoothness, loss range, gradient change."""
     metrics = ["beta_smoothness", "loss_range", "grad_change"]
-    fig = Figure(figsize=(4.2 * len(metrics), 3.6))
+    fig = _figure(4.2 * len(metrics), 3.6)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     lrs = sorted(table["lr"].unique())
     for ax, metric in zip(axes, metrics, strict=True):

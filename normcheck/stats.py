@@ -5,7 +5,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 N_RESAMPLES = 4000
 
@@ -47,6 +46,8 @@ def stratified_bootstrap(data: np.ndarray, statistic: Callable[[np.ndarray], np.
 
 def paired_pvalues(differences: np.ndarray) -> np.ndarray:
     """Two-sided one-sample t-test p-values of each row's mean difference against zero."""
+    from scipy import stats as scipy_stats  # imported here: workers that only train skip it
+
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # near-identical rows: p is still valid
         result = scipy_stats.ttest_1samp(differences, 0.0, axis=1)

@@ -16,7 +16,7 @@ from normcheck.data import SplitData
 from normcheck.model import CompactCNN
 from normcheck.stability import PROBE_BATCH, landscape_probe, run_signals
 
-EVAL_BATCH = 1024
+EVAL_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ class DeviceData:
     @classmethod
     def from_splits(cls, data: SplitData, device: torch.device) -> "DeviceData":
         def images(x: torch.Tensor) -> torch.Tensor:
-            return x.to(device).float().div_(255)
+            # channels-last: oneDNN's convolutions and pooling skip layout conversions with it
+            return x.to(device).float().div_(255).contiguous(memory_format=torch.channels_last)
 
         return cls(images(data.train_x), data.train_y.to(device), images(data.val_x),
                    data.val_y.to(device), images(data.test_x), data.test_y.to(device),
@@ -147,9 +148,9 @@ def train(config: TrainConfig, data: DeviceData,
     torch.manual_seed(config.seed)  # weight init and dropout
     shuffle = torch.Generator(device=device).manual_seed(config.seed)  # batch order
     model = CompactCNN(config.fc_units, config.norm, data.num_classes, config.base_channels,
-                       config.dropout).to(device)
+                       config.dropout).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
-                                 weight_decay=config.weight_decay)
+                                 weight_decay=config.weight_decay, fused=True)
     result = RunResult(config=config, device=str(device), n_val=len(data.val_y),
                        num_classes=data.num_classes)
     n = len(data.train_x)
