@@ -292,7 +292,8 @@ def pytest_testnodedown(node, error) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Controller only, also after failures: decide the hypotheses and write the reports."""
+    """A worker sends its peak memory. The controller, also after failures and Ctrl-C, decides
+    the hypotheses and writes the reports of whatever finished."""
     state = session.config.stash.get(SESSION, None)
     if state is None or state.study is None:
         return
