@@ -8,6 +8,7 @@ import os
 import pickle
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,19 +46,22 @@ class Source:
         """What the cached tensors depend on: kind, path, and the size and mtime of its files."""
         if self.kind == "download":  # torchvision checks the archive's md5: the data is canonical
             return [self.kind, str(self.path)]
-        if self.kind == "imagefolder":
-            files = sorted(p for p in self.path.rglob("*") if p.is_file())
-        elif self.path.is_dir():
-            files = sorted(p for p in self.path.iterdir() if p.is_file())
-        else:
-            files = [self.path] if self.path.exists() else []
-        stats = [(str(p.relative_to(self.path)) if p != self.path else "", p.stat().st_size,
-                  p.stat().st_mtime_ns) for p in files]
-        return [self.kind, str(self.path), len(stats), sum(s[1] for s in stats),
-                max((s[2] for s in stats), default=0)]
+        stats = [self.path.stat()] if self.path.is_file() else list(_file_stats(
+            self.path, recursive=self.kind == "imagefolder"))
+        return [self.kind, str(self.path), len(stats), sum(s.st_size for s in stats),
+                max((s.st_mtime_ns for s in stats), default=0)]
 
     def describe(self) -> str:
         return f"{self.kind}:{self.path}"
+
+
+def _file_stats(folder: Path, recursive: bool) -> Iterator[os.stat_result]:
+    """One ``stat`` per file (an image folder has thousands: this runs at every session start)."""
+    for entry in os.scandir(folder):
+        if entry.is_dir() and recursive:
+            yield from _file_stats(Path(entry.path), recursive)
+        elif entry.is_file():
+            yield entry.stat()
 
 
 def resolve_source(data_dir: str | os.PathLike | None, cache_dir: Path) -> Source:
