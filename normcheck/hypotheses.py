@@ -99,12 +99,19 @@ def _direction(estimate: Estimate, margin: float) -> str:
     return "inconclusive"
 
 
+def _verdict(name: str, spec: dict, verdict: str, estimate: Estimate | None,
+             lines: list[str]) -> Verdict:
+    """A verdict carrying the statement, statistic and margin its pre-registration declares."""
+    return Verdict(name, spec["statement"], verdict, spec["statistic"], estimate, spec["margin"],
+                   "\n".join(lines))
+
+
 def _too_few(name: str, spec: dict, paired: Paired) -> Verdict | None:
     if len(paired.seeds) >= spec["min_replicates"]:
         return None
-    return Verdict(name, spec["statement"], "inconclusive", spec["statistic"], None,
-                   spec["margin"], f"  needs at least {spec['min_replicates']} replicates "
-                                   f"(seeds) per cell; the grid has {len(paired.seeds)}")
+    return _verdict(name, spec, "inconclusive", None,
+                    [f"  needs at least {spec['min_replicates']} replicates (seeds) per cell; "
+                     f"the grid has {len(paired.seeds)}"])
 
 
 def check_h1(table: pd.DataFrame) -> Verdict:
@@ -134,8 +141,7 @@ def check_h1(table: pd.DataFrame) -> Verdict:
         lines.append(f"    lr={lr:g} fc={fc}: {np.nanmean(cells[k]):+.3f} +- "
                      f"{np.nanstd(cells[k], ddof=1) if cells.shape[1] > 1 else 0:.3f}  "
                      f"p={raw_p[k]:.3f}  holm={adjusted[k]:.3f}")
-    return Verdict("H1", spec["statement"], verdict, spec["statistic"], estimate,
-                   spec["margin"], "\n".join(lines))
+    return _verdict("H1", spec, verdict, estimate, lines)
 
 
 def check_h2(table: pd.DataFrame) -> Verdict:
@@ -169,8 +175,7 @@ def check_h2(table: pd.DataFrame) -> Verdict:
                      f"{means[best[f], f]:.3f} vs lr={spec['high_lr']:g} mean {means[high, f]:.3f}"
                      f"; sd none {np.nanstd(acc[high, f, :, 0], ddof=1):.3f}, batchnorm "
                      f"{np.nanstd(acc[high, f, :, 1], ddof=1):.3f}")
-    return Verdict("H2", spec["statement"], verdict, spec["statistic"], estimate,
-                   spec["margin"], "\n".join(lines))
+    return _verdict("H2", spec, verdict, estimate, lines)
 
 
 def _lr_sensitivity(d: np.ndarray) -> np.ndarray:
@@ -190,8 +195,7 @@ def check_h3(table: pd.DataFrame) -> Verdict:
     sens = _lr_sensitivity(acc[None])[0]
     lines = [f"  fc={fc}: lr-sensitivity none {sens[f, 0]:.3f}, batchnorm {sens[f, 1]:.3f}"
              for f, fc in enumerate(paired.fcs)]
-    return Verdict("H3", spec["statement"], _direction(estimate, spec["margin"]),
-                   spec["statistic"], estimate, spec["margin"], "\n".join(lines))
+    return _verdict("H3", spec, _direction(estimate, spec["margin"]), estimate, lines)
 
 
 def check_h4(table: pd.DataFrame) -> Verdict:
@@ -215,8 +219,7 @@ def check_h4(table: pd.DataFrame) -> Verdict:
         cols = ", ".join(f"fc={fc}: {np.nanmean(acc[:, f, :, n]):.3f} / "
                          f"{np.nanmean(train[:, f, :, n]):.3f}" for f, fc in enumerate(paired.fcs))
         lines.append(f"    {norm}: {cols}")
-    return Verdict("H4", spec["statement"], _direction(estimate, spec["margin"]),
-                   spec["statistic"], estimate, spec["margin"], "\n".join(lines))
+    return _verdict("H4", spec, _direction(estimate, spec["margin"]), estimate, lines)
 
 
 def check_h5(table: pd.DataFrame) -> Verdict:
@@ -236,11 +239,9 @@ def check_h5(table: pd.DataFrame) -> Verdict:
             f"{np.nanmean(beta[i, ..., 1]):.2f}; loss range {np.nanmean(loss_range[i, ..., 0]):.4f}"
             f" vs {np.nanmean(loss_range[i, ..., 1]):.4f}; gradient change "
             f"{np.nanmean(grad_change[i, ..., 0]):.3f} vs {np.nanmean(grad_change[i, ..., 1]):.3f}")
-    if math.isnan(estimate.value):
-        return Verdict("H5", spec["statement"], "inconclusive", spec["statistic"], estimate,
-                       spec["margin"], "\n".join(lines))
-    return Verdict("H5", spec["statement"], _direction(estimate, spec["margin"]),
-                   spec["statistic"], estimate, spec["margin"], "\n".join(lines))
+    verdict = "inconclusive" if math.isnan(estimate.value) else _direction(estimate,
+                                                                            spec["margin"])
+    return _verdict("H5", spec, verdict, estimate, lines)
 
 
 CHECKS = {"H1": check_h1, "H2": check_h2, "H3": check_h3, "H4": check_h4, "H5": check_h5}
