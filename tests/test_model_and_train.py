@@ -1,5 +1,6 @@
 """The CNN's shapes, and the training loop's determinism, metrics and divergence handling."""
 
+import copy
 import math
 
 import pytest
@@ -38,6 +39,25 @@ def test_base_channels_and_dropout_are_parameters() -> None:
     model = CompactCNN(8, "none", base_channels=4, dropout=0.25)
     assert model.features[0].out_channels == 4 and model.classifier[1].in_features == 8 * 8 * 8
     assert model.classifier[4].p == 0.25
+
+
+@pytest.mark.parametrize("norm", sorted(NORM_LAYERS))
+def test_pooling_before_relu_is_the_original_relu_then_pool(norm: str) -> None:
+    """The blocks pool before the ReLU for speed; outputs and gradients must not change."""
+    torch.manual_seed(0)
+    model = CompactCNN(16, norm)
+    original = copy.deepcopy(model)
+    for i in (2, 6):  # conv-[norm]-ReLU-pool, as the study describes it
+        original.features[i], original.features[i + 1] = torch.nn.ReLU(), torch.nn.MaxPool2d(2)
+    x = torch.randn(8, 3, 32, 32)
+    outputs = []
+    for m in (model, original):
+        torch.manual_seed(1)  # the same dropout mask
+        outputs.append(m(x))
+        outputs[-1].square().sum().backward()
+    assert torch.equal(*outputs)
+    for p, q in zip(model.parameters(), original.parameters(), strict=True):
+        assert torch.equal(p.grad, q.grad)
 
 
 def test_unknown_norm_is_rejected() -> None:
