@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from normcheck.config import TrainConfig
 from normcheck.data import SplitData
 from normcheck.model import CompactCNN
+from normcheck.optimizer import Adam
 from normcheck.stability import PROBE_BATCH, landscape_probe, run_signals
 
 EVAL_BATCH = 256
@@ -150,8 +151,7 @@ def train(config: TrainConfig, data: DeviceData,
     model = CompactCNN(config.fc_units, config.norm, data.num_classes, config.base_channels,
                        config.dropout).to(device, memory_format=torch.channels_last)
     params = list(model.parameters())
-    optimizer = torch.optim.Adam(params, lr=config.lr,
-                                 weight_decay=config.weight_decay, fused=True)
+    optimizer = Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     result = RunResult(config=config, device=str(device), n_val=len(data.val_y),
                        num_classes=data.num_classes)
     n = len(data.train_x)
@@ -169,7 +169,7 @@ def train(config: TrainConfig, data: DeviceData,
             x, y = data.train_x[idx], data.train_y[idx]
             logits = model(x)
             loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
             grad_norm = torch.nn.utils.get_total_norm(p.grad for p in params)  # measured only
             optimizer.step()

@@ -2,12 +2,17 @@
 
 import copy
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from normcheck.config import ConfigError, TrainConfig
 from normcheck.model import NORM_LAYERS, CompactCNN
+from normcheck.optimizer import Adam
 from normcheck.train import DeviceData, RunResult, train
 
 
@@ -58,6 +63,35 @@ def test_pooling_before_relu_is_the_original_relu_then_pool(norm: str) -> None:
     assert torch.equal(*outputs)
     for p, q in zip(model.parameters(), original.parameters(), strict=True):
         assert torch.equal(p.grad, q.grad)
+
+
+@pytest.mark.parametrize("norm", sorted(NORM_LAYERS))
+def test_adam_is_torch_optim_fused_adam(norm: str) -> None:
+    """normcheck's Adam calls torch's fused kernel directly: the updates must be identical."""
+    torch.manual_seed(0)
+    ours, theirs = CompactCNN(8, norm, dropout=0.0), CompactCNN(8, norm, dropout=0.0)
+    theirs.load_state_dict(ours.state_dict())
+    optimizers = (Adam(ours.parameters(), lr=3e-3, weight_decay=1e-4),
+                  torch.optim.Adam(theirs.parameters(), lr=3e-3, weight_decay=1e-4, fused=True))
+    data = tiny_data()
+    for i in range(0, 96, 16):
+        for model, optimizer in zip((ours, theirs), optimizers, strict=True):
+            optimizer.zero_grad()
+            F.cross_entropy(model(data.train_x[i:i + 16]), data.train_y[i:i + 16]).backward()
+            optimizer.step()
+    for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_training_does_not_import_the_compiler_stack() -> None:
+    """torch.optim's first optimizer imports torch._dynamo (seconds, 140 MiB); train must not."""
+    code = ("import sys; sys.path.insert(0, 'tests'); from test_model_and_train import tiny_data; "
+            "from normcheck.config import TrainConfig; from normcheck.train import train; "
+            "train(TrainConfig(lr=1e-3, fc_units=8, epochs=1, batch_size=16, base_channels=4), "
+            "tiny_data()); print(sorted(m for m in sys.modules if m.startswith('torch._dynamo')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1], check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_unknown_norm_is_rejected() -> None:
