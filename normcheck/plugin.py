@@ -105,6 +105,10 @@ def _is_worker(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     """Validate the grid and options before anything trains: bad input is a usage error."""
     config.addinivalue_line("markers", "hypothesis_check: a study hypothesis, checked last")
+    # MLflow turns its usage telemetry off under pytest, but decides when it is imported, before
+    # any test runs; a test session (often offline, in CI) should not phone home. Opt in by
+    # setting MLFLOW_DISABLE_TELEMETRY=false.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     seeds = config.getoption("seeds")
     if seeds is not None and seeds < 1:
         raise pytest.UsageError(f"--seeds {seeds}: use an integer >= 1")
