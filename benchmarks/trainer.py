@@ -17,6 +17,7 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -128,15 +129,17 @@ def main() -> None:
     data = DeviceData.from_splits(splits, device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{args.threads} threads"
+    base = TrainConfig(lr=0.003, fc_units=64)
     print(f"torch {torch.__version__} on {device} ({where}), {len(splits.train_y)} train / "
-          f"{len(splits.val_y)} val images, 5 epochs, batch 64, fc_units 64")
+          f"{len(splits.val_y)} val images, {base.epochs} epochs, batch {base.batch_size}, "
+          f"fc_units {base.fc_units}")
     peak = matmul_peak(device)
     times: dict[str, list[float]] = {"reference": [], "normcheck": []}
     with tempfile.TemporaryDirectory() as tmp:
         train_dir, val_dir = write_png_tree(splits, Path(tmp))
         for repeat in range(args.repeats):
             for norm in ("none", "batchnorm"):
-                config = TrainConfig(lr=0.003, fc_units=64, norm=norm, seed=repeat)
+                config = replace(base, norm=norm, seed=repeat)
                 times["reference"].append(reference(config, train_dir, val_dir, device))  # A
                 times["normcheck"].append(normcheck_trainer(config, data))  # B
                 print(f"  {norm:9s} reference {times['reference'][-1]:6.2f} s   normcheck "
@@ -146,23 +149,25 @@ def main() -> None:
           f"ratio {ref / ours:.1f}x")
     print(f"grid estimate (18 configurations): reference {18 * ref:.0f} s")
 
-    model = CompactCNN(64, "batchnorm")
+    model = CompactCNN(base.fc_units, "batchnorm")
     forward = forward_flops_per_image(model)
     n_train, n_val, n_test = len(splits.train_y), len(splits.val_y), len(splits.test_y)
     per_epoch = 3 * forward * n_train
     # everything the trainer computes: per epoch the training steps, the landscape probe's
     # forward/backward passes and the validation forward; the test forward once
     probe = 3 * forward * PROBE_BATCH * (1 + len(PROBE_STEPS))
-    work = 5 * (per_epoch + probe + forward * n_val) + forward * n_test
+    work = base.epochs * (per_epoch + probe + forward * n_val) + forward * n_test
     peak = max(peak, matmul_peak(device))  # before and after: the better of the two
     print(f"training FLOPs per image: {3 * forward / 1e6:.1f} MFLOP (forward {forward / 1e6:.1f} "
           f"MFLOP x 3); per epoch {per_epoch / 1e9:.1f} GFLOP; everything one configuration "
-          f"computes (5 epochs with probe and evaluation): {work / 1e9:.0f} GFLOP")
+          f"computes ({base.epochs} epochs with probe and evaluation): {work / 1e9:.0f} GFLOP")
     print(f"matmul peak ({where}, 2048^2 FP32): {peak:.0f} GFLOP/s")
-    for what, flops in (("training FLOPs only", 5 * per_epoch), ("all its FLOPs", work)):
+    for what, flops in (("training FLOPs only", base.epochs * per_epoch),
+                        ("all its FLOPs", work)):
         achieved = flops / ours / 1e9
         print(f"normcheck's configuration, counting {what}: {achieved:.1f} GFLOP/s = "
               f"{achieved / peak:.1%} of peak")
+
 
 if __name__ == "__main__":
     main()
