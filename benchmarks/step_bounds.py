@@ -19,6 +19,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
+from trainer import matmul_peak  # benchmarks/trainer.py: the same peak as the trainer benchmark
 
 from normcheck.device import cpu_count
 from normcheck.model import CompactCNN
@@ -34,11 +35,6 @@ def ms_per_call(fn, repeats: int, warmup: int = 5) -> float:
     for _ in range(repeats):
         fn()
     return (time.perf_counter() - start) / repeats * 1e3
-
-
-def matmul_gflops(n: int = 2048) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / ms_per_call(lambda: a @ b, 10) / 1e6
 
 
 def forward_backward(layer: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> None:
@@ -139,7 +135,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20, help="steps per timing [20]")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{args.threads} threads; matmul peak {matmul_gflops():.0f} GFLOP/s (FP32, 2048^3)")
+    print(f"{args.threads} threads; matmul peak {matmul_peak(torch.device('cpu')):.0f} GFLOP/s "
+          f"(FP32, 2048^2, best of 10)")
     rows, conv_ms = conv_rows(args.repeats * 2)
     for row in rows:
         print(row)
