@@ -1,57 +1,40 @@
-"""The study's hypotheses, decided with statistics from a table of recorded runs.
+"""The study's hypotheses, decided as one family from a table of recorded runs.
 
-Each check takes the metrics table (one row per run, as in ``metrics.csv``) and returns a
-``Verdict``: the statistic, its bootstrap confidence interval, the margin, and the numbers
-behind it. The statements and deciding values live in ``hypotheses.toml``, declared up front.
+``evaluate`` takes the metrics table (one row per run, as in ``metrics.csv``) and returns one
+``Verdict`` per hypothesis. Each hypothesis reduces the grid to one or more contrasts whose
+standard errors come from resampling whole replicates (``normcheck.stats``); Holm's procedure
+across the family decides which hypotheses are settled, and at what confidence level their
+intervals are read. Statements, margins and the family's error rate live in ``hypotheses.toml``.
 """
 
 import math
 import tomllib
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from importlib import resources
 
 import numpy as np
 import pandas as pd
 
-from normcheck.stats import Estimate, holm, paired_pvalues, stratified_bootstrap
+from normcheck.stats import Estimate, holm, holm_levels, replicate_bootstrap, replicate_bootstraps
 
 NO_NORM, BATCHNORM = "none", "batchnorm"
 NORMS = (NO_NORM, BATCHNORM)  # axis order of the paired arrays
 PASSING = {"holds", "superior", "non-inferior"}
 VERDICTS = PASSING | {"inconclusive", "refuted"}
+NAMES = ("H1", "H2", "H3", "H4", "H5")
+# axes of a Paired array: lr (high first), fc_units, dropout, replicate, norm
+REP_AXIS = 3
+EXCLUDED_FROM_SMOOTHNESS = ("collapsed", "diverged")
 
 
-@dataclass(frozen=True)
-class Verdict:
-    name: str
-    statement: str
-    verdict: str  # holds | superior | non-inferior | inconclusive | refuted
-    statistic: str
-    estimate: Estimate | None
-    margin: float
-    details: str  # the numbers behind it, one line each
-
-    @property
-    def passed(self) -> bool:
-        return self.verdict in PASSING
-
-    @property
-    def summary(self) -> str:
-        ci = f"{self.estimate} (95% CI)" if self.estimate else "not estimated"
-        return f"{self.statistic} = {ci}, margin {self.margin:g}"
-
-    @property
-    def message(self) -> str:
-        return f"{self.name} {self.verdict.upper()}: {self.statement}\n  {self.summary}\n" \
-               f"{self.details}"
-
-
-def declared() -> dict[str, dict]:
-    """The hypotheses' statements and deciding values, from ``hypotheses.toml``."""
+def declared() -> dict:
+    """The registration: family, hypotheses and history, from ``hypotheses.toml``."""
     return tomllib.loads(resources.files("normcheck").joinpath("hypotheses.toml").read_text())
 
 
-def grid_problems(lrs: tuple[float, ...], norms: tuple[str, ...]) -> list[str]:
+def grid_problems(lrs: tuple[float, ...], fcs: tuple[int, ...],
+                  norms: tuple[str, ...]) -> list[str]:
     """Why a grid cannot test the hypotheses (empty when it can)."""
     spec = declared()
     problems = []
@@ -63,193 +46,361 @@ def grid_problems(lrs: tuple[float, ...], norms: tuple[str, ...]) -> list[str]:
         problems.append(f"H2 needs lr={high:g} and a lower lr; the grid has lr={list(lrs)}")
     if len(lrs) < 2:
         problems.append(f"H3 needs two or more learning rates; the grid has lr={list(lrs)}")
+    if len(fcs) < 2:
+        problems.append(f"H4 needs two or more fc_units (it tests the lr x fc_units "
+                        f"interaction); the grid has fc_units={list(fcs)}")
     return problems
 
 
+@dataclass(frozen=True)
+class Part:
+    """One estimated contrast a verdict rests on, and the claim made of it."""
+
+    label: str
+    estimate: Estimate
+    claim: str  # how the interval must lie for the hypothesis to hold, e.g. "> -0.02"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    name: str
+    statement: str
+    verdict: str  # holds | superior | non-inferior | inconclusive | refuted
+    parts: tuple[Part, ...]  # intervals at the level the family's procedure judged them
+    p_value: float  # Holm-adjusted p-value of the verdict's claim (holds or refuted)
+    details: str  # the numbers behind it, one line each
+    plain: str = ""  # a sentence in plain words with the numbers, no full stop
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict in PASSING
+
+    @property
+    def estimate(self) -> Estimate | None:
+        return self.parts[0].estimate if self.parts else None
+
+    @property
+    def statistic(self) -> str:
+        return self.parts[0].label if self.parts else "not estimated"
+
+    @property
+    def level(self) -> float | None:
+        return self.estimate.level if self.parts else None
+
+    @property
+    def summary(self) -> str:
+        if not self.parts:
+            return "not estimated"
+        lines = [f"{p.label} = {p.estimate} ({p.estimate.level:.2%} CI; holds if {p.claim})"
+                 for p in self.parts]
+        return "\n  ".join(lines) + f"\n  Holm-adjusted p = {self.p_value:.4f}"
+
+    @property
+    def message(self) -> str:
+        return f"{self.name} {self.verdict.upper()}: {self.statement}\n  {self.summary}\n" \
+               f"{self.details}"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A hypothesis's contrasts before the family's procedure judges them."""
+
+    name: str
+    parts: tuple[Part, ...]
+    p_holds: float  # smallest 1 - level at which every part's interval makes its claim
+    p_refuted: float  # smallest 1 - level at which some part's interval contradicts it
+    lines: list[str] = field(default_factory=list)
+    plain: str = ""  # no full stop; {0}, {1}: the parts' estimates at the judged level
+    holds_word: str = "holds"
+    p_stronger: float = 1.0  # H1: superiority, read after non-inferiority (fixed sequence)
+
+    @property
+    def p_decision(self) -> float:
+        return min(self.p_holds, self.p_refuted)
+
+    def judged(self, alpha: float, adjusted_p: float, statement: str) -> Verdict:
+        """The verdict at significance level ``alpha`` (Holm's level for this hypothesis)."""
+        if self.p_holds <= alpha:
+            word = "superior" if self.p_stronger <= alpha else self.holds_word
+        elif self.p_refuted <= alpha:
+            word = "refuted"
+        else:
+            word = "inconclusive"
+        parts = tuple(Part(p.label, p.estimate.at(1 - alpha), p.claim) for p in self.parts)
+        plain = self.plain.format(*(_ci(p.estimate) for p in parts))
+        return Verdict(self.name, statement, word, parts, adjusted_p, "\n".join(self.lines),
+                       plain)
+
+
 class Paired:
-    """The table as arrays of shape (lr, fc_units, seed, norm): replicates paired by seed."""
+    """The table as arrays of shape (lr, fc_units, dropout, replicate, norm).
+
+    A replicate is one seed (and the split it draws); it is shared by every cell and norm.
+    """
 
     def __init__(self, table: pd.DataFrame) -> None:
         self.table = table
         self.lrs = sorted(table["lr"].unique(), reverse=True)
         self.fcs = sorted(table["fc_units"].unique())
+        self.dropouts = sorted(table["dropout"].unique()) if "dropout" in table else [0.0]
         self.seeds = sorted(table["seed"].unique())
-        expected = len(self.lrs) * len(self.fcs) * len(self.seeds) * len(NORMS)
-        if len(table.drop_duplicates(["lr", "fc_units", "seed", "norm"])) != expected:
-            raise ValueError("every (lr, fc_units, seed) needs one run with each norm; "
-                             f"the table has {len(table)} runs for {expected} slots")
+        keys = ["lr", "fc_units", "dropout", "seed", "norm"]
+        if "dropout" not in table:
+            self.table = table = table.assign(dropout=0.0)
+        expected = (len(self.lrs) * len(self.fcs) * len(self.dropouts) * len(self.seeds) *
+                    len(NORMS))
+        if len(table.drop_duplicates(keys)) != expected or set(table["norm"]) != set(NORMS):
+            raise ValueError("every (lr, fc_units, dropout, seed) needs one run with each norm "
+                             f"{list(NORMS)}; the table has {len(table)} runs for {expected} "
+                             "slots")
+        index = pd.MultiIndex.from_product([self.lrs, self.fcs, self.dropouts, self.seeds,
+                                            list(NORMS)])
+        self._slots = table.set_index(keys).reindex(index)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.lrs), len(self.fcs), len(self.dropouts), len(self.seeds), len(NORMS))
 
     def __call__(self, metric: str) -> np.ndarray:
-        indexed = self.table.set_index(["lr", "fc_units", "seed", "norm"])[metric]
-        index = pd.MultiIndex.from_product([self.lrs, self.fcs, self.seeds, list(NORMS)])
-        return indexed.reindex(index).to_numpy(dtype=float).reshape(
-            len(self.lrs), len(self.fcs), len(self.seeds), len(NORMS))
+        return self._slots[metric].to_numpy(dtype=float).reshape(self.shape)
 
 
-def _bootstrap(data: np.ndarray, statistic, alpha: float) -> Estimate:
-    """Resample seeds within each (lr, fc_units) cell of an (lr, fc, seed, ...) array."""
-    return stratified_bootstrap(data, statistic, strata_dims=2, confidence=1 - alpha)
+def _nanmean(a: np.ndarray, axis) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a replicate with no valid cell
+        return np.nanmean(a, axis=axis)
 
 
-def _direction(estimate: Estimate, margin: float) -> str:
-    if estimate.low > margin:
-        return "holds"
-    if estimate.high < margin:
-        return "refuted"
-    return "inconclusive"
+def _over_replicates(per_cell: np.ndarray) -> np.ndarray:
+    """(batch, lr, fc, dropout, replicate) -> (batch,): mean over each replicate's cells, then
+    over replicates, so every replicate weighs the same."""
+    return _nanmean(_nanmean(per_cell, axis=(1, 2, 3)), axis=1)
 
 
-def _verdict(name: str, spec: dict, verdict: str, estimate: Estimate | None,
-             lines: list[str]) -> Verdict:
-    """A verdict carrying the statement, statistic and margin its pre-registration declares."""
-    return Verdict(name, spec["statement"], verdict, spec["statistic"], estimate, spec["margin"],
-                   "\n".join(lines))
+def _estimate(data: np.ndarray, statistic) -> Estimate:
+    return replicate_bootstrap(data, statistic, axis=REP_AXIS)
 
 
-def _too_few(name: str, spec: dict, paired: Paired) -> Verdict | None:
-    if len(paired.seeds) >= spec["min_replicates"]:
+def _estimates(data: np.ndarray, statistic) -> list[Estimate]:
+    """Several values of one statistic, ``(batch, k)``, from the same bootstrap samples."""
+    return replicate_bootstraps(data, statistic, axis=REP_AXIS)
+
+
+def _slope_weights(values: list[float], transform) -> np.ndarray:
+    """Least-squares slope weights over transformed axis values."""
+    x = np.array([transform(v) for v in values], dtype=float)
+    centered = x - x.mean()
+    return centered / np.sum(centered ** 2)
+
+
+def _lr_slope(acc: np.ndarray, lrs: list[float]) -> np.ndarray:
+    """(batch, lr, fc, dropout, replicate, norm) -> (batch, norm): accuracy change per tenfold
+    increase of lr (least-squares over log10 lr), averaged over the other cells."""
+    w = _slope_weights(lrs, math.log10)
+    per = np.tensordot(acc, w, axes=([1], [0]))  # (batch, fc, dropout, replicate, norm)
+    return _nanmean(_nanmean(per, axis=(1, 2)), axis=1)
+
+
+def _span_weights(values: list[float], transform) -> np.ndarray:
+    """Slope weights scaled to the axis's span: the change from its lowest to highest value."""
+    x = [transform(v) for v in values]
+    return _slope_weights(values, transform) * (max(x) - min(x))
+
+
+def _interaction(acc: np.ndarray, lrs: list[float], fcs: list[int]) -> np.ndarray:
+    """(batch, lr, fc, dropout, replicate, norm) -> (batch, norm): the linear x linear lr x
+    fc_units interaction over the grid's span (log10 lr, log2 fc_units). On a 2 x 2 grid it is
+    (acc[hi lr, hi fc] - acc[lo lr, hi fc]) - (acc[hi lr, lo fc] - acc[lo lr, lo fc])."""
+    w = np.outer(_span_weights(lrs, math.log10), _span_weights(fcs, math.log2))
+    per = np.tensordot(acc, w, axes=([1, 2], [0, 1]))  # (batch, dropout, replicate, norm)
+    return _nanmean(_nanmean(per, axis=1), axis=1)
+
+
+def _capacity(acc: np.ndarray, fcs: list[int]) -> np.ndarray:
+    """(batch, lr, fc, dropout, replicate, norm) -> (batch, norm): accuracy change from the
+    narrowest to the widest classifier (least squares over log2 fc_units)."""
+    w = _span_weights(fcs, math.log2)
+    per = np.tensordot(acc, w, axes=([2], [0]))  # (batch, lr, dropout, replicate, norm)
+    return _nanmean(_nanmean(per, axis=(1, 2)), axis=1)
+
+
+def _too_few(name: str, spec: dict, paired: Paired) -> Evidence | None:
+    need = spec["family"]["min_replicates"]
+    if len(paired.seeds) >= need:
         return None
-    return _verdict(name, spec, "inconclusive", None,
-                    [f"  needs at least {spec['min_replicates']} replicates (seeds) per cell; "
-                     f"the grid has {len(paired.seeds)}"])
+    return Evidence(name, (), 1.0, 1.0, [f"  needs at least {need} replicates (seeds) per "
+                                        f"cell; the grid has {len(paired.seeds)}"])
 
 
-def check_h1(table: pd.DataFrame) -> Verdict:
-    spec, paired = declared()["H1"], Paired(table)
-    if (short := _too_few("H1", spec, paired)) is not None:
-        return short
-    acc = paired("best_val_acc")
-    diff = acc[..., 1] - acc[..., 0]  # (lr, fc, seed)
-    estimate = _bootstrap(diff, lambda d: np.nanmean(d, axis=(1, 2, 3)), spec["alpha"])
-    wins = _bootstrap(np.sign(diff) * 0.5 + 0.5, lambda d: np.nanmean(d, axis=(1, 2, 3)),
-                      spec["alpha"])
-    if estimate.low > 0:
-        verdict = "superior"
-    elif estimate.low > -spec["margin"]:
-        verdict = "non-inferior"
-    elif estimate.high < -spec["margin"]:
-        verdict = "refuted"
-    else:
-        verdict = "inconclusive"
-    cells = diff.reshape(-1, diff.shape[-1])
-    raw_p = paired_pvalues(cells)
-    adjusted = holm(raw_p)
-    lines = [f"  P(batchnorm > none) = {wins.value:.3f} [{wins.low:.3f}, {wins.high:.3f}] "
-             f"over {diff.size} pairs (ties count half)",
-             "  per cell (reported, not asserted): mean diff +- sd, paired t-test p, Holm p"]
-    for k, (lr, fc) in enumerate((lr, fc) for lr in paired.lrs for fc in paired.fcs):
-        lines.append(f"    lr={lr:g} fc={fc}: {np.nanmean(cells[k]):+.3f} +- "
-                     f"{np.nanstd(cells[k], ddof=1) if cells.shape[1] > 1 else 0:.3f}  "
-                     f"p={raw_p[k]:.3f}  holm={adjusted[k]:.3f}")
-    return _verdict("H1", spec, verdict, estimate, lines)
+def _ci(e: Estimate) -> str:
+    return f"{e.value:+.3f} [{e.low:+.3f}, {e.high:+.3f}]"
 
 
-def check_h2(table: pd.DataFrame) -> Verdict:
-    spec, paired = declared()["H2"], Paired(table)
-    if (short := _too_few("H2", spec, paired)) is not None:
-        return short
-    high = paired.lrs.index(spec["high_lr"])
-    acc = paired("best_val_acc")
-    unstable = paired("unstable")
-    means = np.nanmean(acc[..., 0], axis=2)  # no-norm, (lr, fc)
-    best = [int(np.nanargmax(means[:, f])) for f in range(len(paired.fcs))]
-    # (fc, seed, 2): no-norm at its best lr and at the high lr, per fc_units
-    pairs = np.stack([np.stack([acc[best[f], f, :, 0], acc[high, f, :, 0]], axis=-1)
-                      for f in range(len(paired.fcs))])
-    estimate = stratified_bootstrap(pairs, lambda d: np.nanmean(d[..., 0] - d[..., 1],
-                                                                axis=(1, 2)),
-                                    strata_dims=1, confidence=1 - spec["alpha"])
-    spread = stratified_bootstrap(
-        acc[high], lambda d: np.nanmean(np.nanstd(d[..., 0], axis=2, ddof=1), axis=1) /
-        np.maximum(np.nanmean(np.nanstd(d[..., 1], axis=2, ddof=1), axis=1), 1e-9),
-        strata_dims=1, confidence=1 - spec["alpha"])
-    bn_unstable = int(np.nansum(unstable[high, ..., 1]))
-    verdict = "refuted" if bn_unstable else _direction(estimate, spec["margin"])
+def check_h1(paired: Paired, spec: dict) -> Evidence:
+    h = spec["H1"]
+    acc = paired(spec["family"]["metric"])
+    diff = acc[..., 1] - acc[..., 0]  # (lr, fc, dropout, replicate)
+    estimate = _estimate(diff, _over_replicates)
+    m = h["margin"]
+    part = Part(f"mean paired difference of {spec['family']['metric_label']}, batchnorm - none",
+                estimate, f"> {-m:g} (non-inferior), > 0 (superior)")
+    cells = [(i, j, k) for i in range(len(paired.lrs)) for j in range(len(paired.fcs))
+             for k in range(len(paired.dropouts))]
+    per_cell = _estimates(diff, lambda d: _nanmean(d, axis=-1).reshape(len(d), -1))
+    adjusted = holm(np.array([min(e.p_above(0), e.p_below(0)) for e in per_cell]))
+    pairs = int(np.isfinite(diff).sum())
+    wins = f"BatchNorm won {int((diff > 0).sum())} of {pairs} pairs"
+    lines = [f"  {wins} (replicate x cell), tied {int((diff == 0).sum())}",
+             "  per cell (reported, not asserted): mean difference [95% CI], Holm p over cells"]
+    for (i, j, k), e, p in zip(cells, per_cell, adjusted, strict=True):
+        drop = f" dropout={paired.dropouts[k]:g}" if len(paired.dropouts) > 1 else ""
+        lines.append(f"    lr={paired.lrs[i]:g} fc={paired.fcs[j]}{drop}: {_ci(e)}  "
+                     f"holm p={p:.3f}")
+    plain = (f"BatchNorm's {spec['family']['metric_label']} was higher than no "
+             f"normalization's by {{0}} on average over every cell and replicate; {wins}")
+    return Evidence("H1", (part,), estimate.p_above(-m), estimate.p_below(-m), lines, plain,
+                    holds_word="non-inferior", p_stronger=estimate.p_above(0))
+
+
+def check_h2(paired: Paired, spec: dict) -> Evidence:
+    h = spec["H2"]
+    high, low = paired.lrs.index(h["high_lr"]), len(paired.lrs) - 1
+    unstable, acc = paired("unstable"), paired(spec["family"]["metric"])
+    rate_diff = _estimate(unstable[high:high + 1, ..., 0] - unstable[high:high + 1, ..., 1],
+                          _over_replicates)
+    drop = _estimate(acc[low:low + 1, ..., 0] - acc[high:high + 1, ..., 0], _over_replicates)
+    hi, lo = f"{h['high_lr']:g}", f"{paired.lrs[low]:g}"
+    parts = (Part(f"unstable-run rate at lr={hi}, none - batchnorm", rate_diff, "> 0"),
+             Part(f"none's {spec['family']['metric_label']} at lr={lo} minus at lr={hi}",
+                  drop, "> 0"))
     n = unstable[high, ..., 0].size
-    lines = [f"  unstable runs at lr={spec['high_lr']:g} (diverged, collapsed or loss up): "
-             f"none {int(np.nansum(unstable[high, ..., 0]))}/{n}, batchnorm {bn_unstable}/{n}",
-             f"  spread of validation accuracy across seeds at lr={spec['high_lr']:g}, "
-             f"sd none / sd batchnorm = {spread.value:.2f} [{spread.low:.2f}, {spread.high:.2f}]"]
-    for f, fc in enumerate(paired.fcs):
-        lines.append(f"    fc={fc}: none best lr={paired.lrs[best[f]]:g} mean "
-                     f"{means[best[f], f]:.3f} vs lr={spec['high_lr']:g} mean {means[high, f]:.3f}"
-                     f"; sd none {np.nanstd(acc[high, f, :, 0], ddof=1):.3f}, batchnorm "
-                     f"{np.nanstd(acc[high, f, :, 1], ddof=1):.3f}")
-    return _verdict("H2", spec, verdict, estimate, lines)
+    sds = [np.nanstd(acc[high, ..., n_], ddof=1) for n_ in range(2)]
+    lines = [f"  unstable runs at lr={hi} (diverged, collapsed or loss up): none "
+             f"{int(np.nansum(unstable[high, ..., 0]))}/{n}, batchnorm "
+             f"{int(np.nansum(unstable[high, ..., 1]))}/{n}",
+             f"  sd of {spec['family']['metric_label']} across runs at lr={hi}: none "
+             f"{sds[0]:.3f}, batchnorm {sds[1]:.3f}"]
+    for j, fc in enumerate(paired.fcs):
+        lines.append(f"    fc={fc}: none mean {np.nanmean(acc[low, j, ..., 0]):.3f} at lr={lo} "
+                     f"vs {np.nanmean(acc[high, j, ..., 0]):.3f} at lr={hi}; unstable none "
+                     f"{int(np.nansum(unstable[high, j, ..., 0]))}, batchnorm "
+                     f"{int(np.nansum(unstable[high, j, ..., 1]))}")
+    plain = (f"At lr={hi}, {int(np.nansum(unstable[high, ..., 0]))} of {n} runs without "
+             f"normalization were unstable against {int(np.nansum(unstable[high, ..., 1]))} "
+             f"of {n} with BatchNorm (difference in rate {{0}}), and no-norm's accuracy there "
+             f"was lower than at lr={lo} by {{1}}")
+    return Evidence("H2", parts, max(rate_diff.p_above(0), drop.p_above(0)),
+                    min(1.0, 2 * min(rate_diff.p_below(0), drop.p_below(0))), lines, plain)
 
 
-def _lr_sensitivity(d: np.ndarray) -> np.ndarray:
-    """(batch, lr, fc, seed, norm) -> (batch, fc, norm): max - min over lr of the seed means."""
-    means = np.nanmean(d, axis=3)
-    return np.nanmax(means, axis=1) - np.nanmin(means, axis=1)
+def check_h3(paired: Paired, spec: dict) -> Evidence:
+    acc = paired(spec["family"]["metric"])
+    def statistic(d: np.ndarray) -> np.ndarray:  # (batch, 3): bn - none, none, bn
+        slope = _lr_slope(d, paired.lrs)
+        return np.column_stack([slope[:, 1] - slope[:, 0], slope])
+
+    estimate, *slopes = _estimates(acc, statistic)
+    part = Part(f"change of {spec['family']['metric_label']} per tenfold lr, batchnorm - none",
+                estimate, "> 0")
+    lines = [f"  per tenfold lr (least squares over log10 lr), 95% CI: none {_ci(slopes[0])}, "
+             f"batchnorm {_ci(slopes[1])}"]
+    means = np.nanmean(acc, axis=(2, 3))  # (lr, fc, norm)
+    for j, fc in enumerate(paired.fcs):
+        lines.append(f"    fc={fc}: " + "; ".join(
+            f"{norm} " + ", ".join(f"lr={lr:g} {means[i, j, n]:.3f}"
+                                   for i, lr in enumerate(paired.lrs))
+            for n, norm in enumerate(NORMS)))
+    plain = (f"Each tenfold increase of lr changed no-norm's accuracy by {_ci(slopes[0])} and "
+             f"BatchNorm's by {_ci(slopes[1])} (95% CIs); BatchNorm minus no-norm {{0}}")
+    return Evidence("H3", (part,), estimate.p_above(0), estimate.p_below(0), lines, plain)
 
 
-def check_h3(table: pd.DataFrame) -> Verdict:
-    spec, paired = declared()["H3"], Paired(table)
-    if (short := _too_few("H3", spec, paired)) is not None:
-        return short
-    acc = paired("best_val_acc")
-    estimate = _bootstrap(acc, lambda d: np.mean(_lr_sensitivity(d)[..., 0] -
-                                                 _lr_sensitivity(d)[..., 1], axis=1),
-                          spec["alpha"])
-    sens = _lr_sensitivity(acc[None])[0]
-    lines = [f"  fc={fc}: lr-sensitivity none {sens[f, 0]:.3f}, batchnorm {sens[f, 1]:.3f}"
-             for f, fc in enumerate(paired.fcs)]
-    return _verdict("H3", spec, _direction(estimate, spec["margin"]), estimate, lines)
-
-
-def check_h4(table: pd.DataFrame) -> Verdict:
-    spec, paired = declared()["H4"], Paired(table)
-    if (short := _too_few("H4", spec, paired)) is not None:
-        return short
-    acc, train = paired("best_val_acc"), paired("final_train_acc")
-
-    def surface_spread(d: np.ndarray) -> np.ndarray:
-        means = np.nanmean(d, axis=3)  # (batch, lr, fc, norm)
-        spread = np.nanmax(means, axis=(1, 2)) - np.nanmin(means, axis=(1, 2))
-        return spread[:, 0] - spread[:, 1]
-
-    estimate = _bootstrap(acc, surface_spread, spec["alpha"])
-    means = np.nanmean(acc, axis=2)
-    lines = [f"  surface spread: none {np.ptp(means[..., 0]):.3f}, batchnorm "
-             f"{np.ptp(means[..., 1]):.3f}",
-             "  fc_units effect (reported, not asserted): mean validation / final train "
-             "accuracy over lr and seeds"]
+def check_h4(paired: Paired, spec: dict) -> Evidence:
+    m = spec["H4"]["margin"]
+    acc = paired(spec["family"]["metric"])
+    none, bn, *capacity = _estimates(acc, lambda d: np.column_stack(
+        [_interaction(d, paired.lrs, paired.fcs), _capacity(d, paired.fcs)]))
+    label = "lr x fc_units interaction over the grid's span"
+    parts = (Part(f"{label}, none", none, f"beyond +-{m:g}"),
+             Part(f"{label}, batchnorm", bn, f"within +-{m:g}"))
+    train_capacity = _estimates(paired("final_train_acc"), lambda d: _capacity(d, paired.fcs))
+    lines = [f"  capacity's own effect (reported, not asserted): change from fc="
+             f"{paired.fcs[0]} to fc={paired.fcs[-1]}, 95% CI"]
     for n, norm in enumerate(NORMS):
-        cols = ", ".join(f"fc={fc}: {np.nanmean(acc[:, f, :, n]):.3f} / "
-                         f"{np.nanmean(train[:, f, :, n]):.3f}" for f, fc in enumerate(paired.fcs))
-        lines.append(f"    {norm}: {cols}")
-    return _verdict("H4", spec, _direction(estimate, spec["margin"]), estimate, lines)
+        lines.append(f"    {norm}: {spec['family']['metric_label']} {_ci(capacity[n])}; "
+                     f"final train accuracy {_ci(train_capacity[n])}")
+    p_holds = max(none.p_outside(m), bn.p_within(m))
+    p_refuted = min(1.0, 2 * min(none.p_within(m), bn.p_outside(m)))
+    plain = (f"How much the lr effect differs between fc={paired.fcs[0]} and "
+             f"fc={paired.fcs[-1]} (the lr x capacity interaction) was {{0}} without "
+             f"normalization and {{1}} with BatchNorm (margin {m:g}); capacity itself moved "
+             f"accuracy by {_ci(capacity[0])} without normalization and {_ci(capacity[1])} with "
+             f"BatchNorm (95% CIs)")
+    return Evidence("H4", parts, p_holds, p_refuted, lines, plain)
 
 
-def check_h5(table: pd.DataFrame) -> Verdict:
-    spec, paired = declared()["H5"], Paired(table)
-    if (short := _too_few("H5", spec, paired)) is not None:
-        return short
+def _smoothness_pairs(paired: Paired) -> tuple[np.ndarray, int]:
+    """log(beta none / beta batchnorm) per pair, NaN where either run collapsed or diverged
+    (a dead network is trivially smooth), and how many pairs that leaves out."""
     beta = paired("beta_smoothness")
+    excluded = np.zeros(beta.shape, dtype=bool)
+    for flag in EXCLUDED_FROM_SMOOTHNESS:
+        excluded |= np.nan_to_num(paired(flag)) > 0
+    pair_out = excluded.any(axis=-1)
     with np.errstate(all="ignore"):
-        log_ratio = np.log(beta[..., 0] / beta[..., 1])  # NaN where a run diverged
-    estimate = _bootstrap(log_ratio, lambda d: np.nanmean(d, axis=(1, 2, 3)), spec["alpha"])
-    loss_range, grad_change = paired("loss_range"), paired("grad_change")
-    lines = ["  per lr, mean over fc_units and seeds: beta-smoothness / loss range / "
-             "gradient change, none vs batchnorm"]
-    for i, lr in enumerate(paired.lrs):
-        lines.append(
-            f"    lr={lr:g}: beta {np.nanmean(beta[i, ..., 0]):.2f} vs "
-            f"{np.nanmean(beta[i, ..., 1]):.2f}; loss range {np.nanmean(loss_range[i, ..., 0]):.4f}"
-            f" vs {np.nanmean(loss_range[i, ..., 1]):.4f}; gradient change "
-            f"{np.nanmean(grad_change[i, ..., 0]):.3f} vs {np.nanmean(grad_change[i, ..., 1]):.3f}")
-    verdict = "inconclusive" if math.isnan(estimate.value) else _direction(estimate,
-                                                                            spec["margin"])
-    return _verdict("H5", spec, verdict, estimate, lines)
+        log_ratio = np.log(beta[..., 0] / beta[..., 1])
+    valid = ~pair_out & np.isfinite(log_ratio)
+    return np.where(valid, log_ratio, np.nan), int((~valid).sum())
+
+
+def check_h5(paired: Paired, spec: dict) -> Evidence:
+    log_ratio, left_out = _smoothness_pairs(paired)
+    estimate, *per_lr = _estimates(log_ratio, lambda d: np.column_stack(
+        [_over_replicates(d)] + [_over_replicates(d[:, i:i + 1]) for i in range(len(d[0]))]))
+    part = Part("mean paired log ratio of beta-smoothness, log(none / batchnorm)", estimate,
+                "> 0")
+    beta = paired("beta_smoothness")
+    lines = [f"  pairs left out because a run collapsed or diverged: {left_out} of "
+             f"{log_ratio.size}",
+             "  per lr (reported): log ratio [95% CI]; median beta-smoothness none vs batchnorm"]
+    for i, (lr, e) in enumerate(zip(paired.lrs, per_lr, strict=True)):
+        kept = ~np.isnan(log_ratio[i])
+        medians = [np.median(beta[i, ..., n][kept]) if kept.any() else math.nan
+                   for n in range(2)]
+        lines.append(f"    lr={lr:g}: {_ci(e)}; beta {medians[0]:.3g} vs {medians[1]:.3g} "
+                     f"({int(kept.sum())} pairs)")
+    plain = ("Along Adam's own update, the mean log ratio of no-norm's beta-smoothness to "
+             f"BatchNorm's was {{0}} (above 0: BatchNorm smoother; {left_out} of "
+             f"{log_ratio.size} pairs left out because a run collapsed or diverged)")
+    return Evidence("H5", (part,), estimate.p_above(0), estimate.p_below(0), lines, plain)
+
+
+def headline(table: pd.DataFrame) -> dict[str, dict[str, Estimate]]:
+    """Per norm, the mean final validation and test accuracy over every cell, with 95% CIs
+    over replicates: the study's metric with nothing selected on the validation set."""
+    paired = Paired(table)
+    arrays = {metric: paired(metric) for metric in ("final_val_acc", "test_acc")}
+    return {norm: {metric: _estimate(a[..., n], _over_replicates)
+                   for metric, a in arrays.items()} for n, norm in enumerate(NORMS)}
 
 
 CHECKS = {"H1": check_h1, "H2": check_h2, "H3": check_h3, "H4": check_h4, "H5": check_h5}
 
 
-def evaluate(table: pd.DataFrame) -> list[Verdict]:
-    """Every hypothesis's verdict on a complete table."""
-    return [check(table) for check in CHECKS.values()]
+def evaluate(table: pd.DataFrame, spec: dict | None = None) -> list[Verdict]:
+    """Every hypothesis's verdict on a complete table, judged as one family (Holm)."""
+    spec = spec or declared()
+    paired = Paired(table)
+    problems = grid_problems(tuple(paired.lrs), tuple(paired.fcs), NORMS)
+    if problems:
+        raise ValueError("; ".join(problems))
+    evidence = [_too_few(name, spec, paired) or check(paired, spec)
+                for name, check in CHECKS.items()]
+    p = np.array([e.p_decision for e in evidence])
+    alpha = spec["family"]["alpha"]
+    levels, adjusted = holm_levels(p, alpha), holm(p)
+    return [e.judged(level, adj, spec[e.name]["statement"])
+            for e, level, adj in zip(evidence, levels, adjusted, strict=True)]
 
 
 def load_recorded_verdicts(path: str) -> list[dict]:

@@ -1,0 +1,92 @@
+"""Do the verdicts mean what they say? Simulate result tables under known truths and count.
+
+Truths: no effect with unequal noise; the same with equal instability in both norms;
+BatchNorm worse by exactly H1's margin; no-norm's interaction exactly at H4's margin; effects
+of the study's size; optionally the effects and noise a real metrics.csv shows. For each, and
+each number of replicates, with replicates correlated across cells and norms, this evaluates
+the hypotheses as the suite does and prints, per hypothesis, how often each verdict came out,
+how often a verdict was false, how often each contrast's 95% interval covered its true value
+and how far its estimates were from it on average; and, per truth, how often any verdict of
+the family was false.
+
+    python benchmarks/calibration.py                         # 1000 tables per truth
+    python benchmarks/calibration.py --metrics reports/metrics.csv   # power at measured effects
+"""
+
+import argparse
+import time
+
+import pandas as pd
+
+from normcheck.hypotheses import declared
+from normcheck.simulation import (
+    Calibration,
+    calibrate,
+    h1_margin_truth,
+    h4_margin_truth,
+    null_truth,
+    study_truth,
+    truth_from_table,
+    unstable_null_truth,
+)
+
+
+def show(c: Calibration, seconds: float) -> None:
+    t = c.truth
+    print(f"\n## truth: {t.name}, {t.replicates} replicates, rho {t.rho:.2f}, {c.sims} tables "
+          f"({seconds:.0f} s)")
+    rows = []
+    for name, rates in c.rates.items():
+        keys = [k for k in c.coverage if k.split(".")[0] == name]
+        rows.append({"hypothesis": name,
+                     "holds/superior": rates.get("holds", 0) + rates.get("superior", 0),
+                     "non-inferior": rates.get("non-inferior", 0),
+                     "refuted": rates.get("refuted", 0),
+                     "inconclusive": rates.get("inconclusive", 0),
+                     "false verdicts": c.false[name],
+                     "95% coverage": ", ".join(f"{k} {c.coverage[k]:.1%}" for k in keys),
+                     "mean error (its se)": ", ".join(
+                         f"{c.bias[k][0]:+.4f} ({c.bias[k][1]:.4f})" for k in keys)})
+    frame = pd.DataFrame(rows)
+    for col in ("holds/superior", "non-inferior", "refuted", "inconclusive", "false verdicts"):
+        frame[col] = frame[col].map("{:.1%}".format)
+    print(frame.to_string(index=False))
+    print(f"any false verdict in the family: {c.family_false:.1%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sims", type=int, default=1000, help="tables per truth [1000]")
+    parser.add_argument("--replicates", type=int, nargs="+", default=[5, 10])
+    parser.add_argument("--rho", type=float, default=0.3,
+                        help="correlation of a replicate's results across cells [0.3]")
+    parser.add_argument("--metrics", default=None,
+                        help="a metrics.csv whose effects and noise to simulate (power)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    alpha = declared()["family"]["alpha"]
+    builders = [null_truth, unstable_null_truth, h1_margin_truth, h4_margin_truth, study_truth]
+    truths = [b(r, args.rho) for b in builders for r in args.replicates]
+    if args.metrics:
+        measured = truth_from_table(pd.read_csv(args.metrics), f"measured ({args.metrics})")
+        truths += [measured.with_replicates(r) for r in args.replicates]
+    checks = []
+    for k, truth in enumerate(truths):
+        start = time.perf_counter()
+        c = calibrate(truth, args.sims, seed=1000 * args.seed + k)  # each truth its own draws
+        show(c, time.perf_counter() - start)
+        if truth.name != study_truth().name and not truth.name.startswith("measured"):
+            worst = max(c.false.values())
+            checks.append((f"{truth.name}, {truth.replicates} replicates: largest false-verdict "
+                           f"rate {worst:.1%}", worst <= alpha))
+        low = min(c.coverage.values())
+        checks.append((f"{truth.name}, {truth.replicates} replicates: lowest 95% coverage "
+                       f"{low:.1%}", low >= 0.93))
+    print("\n## summary (targets: false verdicts at most "
+          f"{alpha:.0%} under each boundary truth, coverage at least 93%)")
+    for text, ok in checks:
+        print(f"{'ok  ' if ok else 'MISS'} {text}")
+
+
+if __name__ == "__main__":
+    main()
