@@ -37,3 +37,19 @@ class Adam:
                            self.exp_avg_sqs, [], self.steps, lr=self.lr, beta1=self.betas[0],
                            beta2=self.betas[1], weight_decay=self.weight_decay, eps=self.eps,
                            amsgrad=False, maximize=False)
+
+    @torch.no_grad()
+    def update(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The change ``step`` would make to each parameter given ``grads``, without making it
+        (the landscape probe moves along it)."""
+        beta1, beta2 = self.betas
+        out = []
+        for p, g, m, v, t in zip(self.params, grads, self.exp_avgs, self.exp_avg_sqs,
+                                 self.steps, strict=True):
+            g = g + self.weight_decay * p
+            step = float(t) + 1
+            m = m * beta1 + (1 - beta1) * g
+            v = v * beta2 + (1 - beta2) * g * g
+            denom = (v / (1 - beta2 ** step)).sqrt() + self.eps
+            out.append(-self.lr / (1 - beta1 ** step) * m / denom)
+        return out

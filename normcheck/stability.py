@@ -1,13 +1,15 @@
 """Stability science: run-level instability signals, and a cheap probe of the loss landscape.
 
 The probe follows Santurkar et al. 2018 ("How Does Batch Normalization Help Optimization?"):
-from the current weights, step along the gradient of a fixed batch by a few step sizes and
-measure how much the loss varies (loss range), how much the gradient changes (gradient
-predictiveness) and the ratio of the two changes (an effective beta-smoothness).
+from the current weights, move along the step the optimizer would take and measure how much
+the loss varies (loss range), how much the gradient changes (gradient predictiveness) and the
+ratio of the gradient's change to the distance moved (an effective beta-smoothness). With Adam
+the step is Adam's own update, whose length has little to do with lr x the gradient's norm.
 """
 
 import copy
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -18,22 +20,75 @@ if TYPE_CHECKING:
     from normcheck.train import EpochMetrics
 
 COLLAPSE_MARGIN = 0.05  # a run has collapsed if its final accuracy is this close to chance
-PROBE_BATCH = 128  # images in the fixed probe batch
-PROBE_STEPS = (0.5, 1.0, 2.0)  # step sizes, as multiples of the training learning rate
+PROBE_BATCH = 128  # images in the fixed probe batch, the classes equally represented
+PROBE_STEPS = (0.5, 1.0, 2.0)  # distances moved, as multiples of the optimizer's update
+
+Update = Callable[[list[torch.Tensor]], list[torch.Tensor]]
 
 
-def _loss_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor
-                   ) -> tuple[float, torch.Tensor]:
-    model.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(x), y)
-    loss.backward()
-    grad = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-    return loss.item(), grad
+def probe_batch(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """Indices of a class-balanced batch of ``size`` images, drawn with ``seed``.
+
+    The training split is stored class by class, so its first images are all of one class;
+    a batch of them would give BatchNorm single-class statistics.
+    """
+    labels = labels.cpu()
+    generator = torch.Generator().manual_seed(seed)
+    classes = labels.unique()
+    picks = []
+    for k, c in enumerate(classes):
+        pool = (labels == c).nonzero().flatten()
+        take = size // len(classes) + (k < size % len(classes))
+        picks.append(pool[torch.randperm(len(pool), generator=generator)[:take]])
+    return torch.cat(picks).sort().values
 
 
-def landscape_probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float
+def _loss_and_grads(loss_fn: Callable[[], torch.Tensor], params: list[torch.Tensor]
+                    ) -> tuple[float, list[torch.Tensor]]:
+    loss = loss_fn()
+    grads = torch.autograd.grad(loss, params)
+    return loss.item(), [g.detach() for g in grads]
+
+
+def _norm(tensors: list[torch.Tensor]) -> float:
+    return math.sqrt(sum(float(t.double().square().sum()) for t in tensors))
+
+
+def probe_along(loss_fn: Callable[[], torch.Tensor], params: list[torch.Tensor], update: Update,
+                multiples: tuple[float, ...] = PROBE_STEPS) -> dict[str, float]:
+    """Loss range, gradient change and beta-smoothness along ``update(gradient)`` from the
+    parameters' current values; the parameters are restored afterwards.
+
+    ``loss_fn`` computes the loss from ``params``; ``update`` maps their gradients to the
+    change an optimizer step would make. beta-smoothness is the largest ratio of the gradient's
+    change to the distance moved, over the ``multiples`` of that change.
+    """
+    start = [p.detach().clone() for p in params]
+    loss0, grad0 = _loss_and_grads(loss_fn, params)
+    direction = update(grad0)
+    length = _norm(direction)
+    losses, changes, betas = [loss0], [], []
+    try:
+        for k in multiples:
+            with torch.no_grad():
+                for p, p0, d in zip(params, start, direction, strict=True):
+                    p.copy_(p0 + k * d)
+            loss, grad = _loss_and_grads(loss_fn, params)
+            change = _norm([g - g0 for g, g0 in zip(grad, grad0, strict=True)])
+            losses.append(loss)
+            changes.append(change)
+            betas.append(change / max(k * length, 1e-12))
+    finally:
+        with torch.no_grad():
+            for p, p0 in zip(params, start, strict=True):
+                p.copy_(p0)
+    return {"loss_range": max(losses) - min(losses), "grad_change": max(changes),
+            "beta_smoothness": max(betas)}
+
+
+def landscape_probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update
                     ) -> dict[str, float]:
-    """Loss range, gradient change and beta-smoothness along the gradient at ``model``'s weights.
+    """The probe at ``model``'s weights on the batch ``(x, y)``, along ``update``.
 
     Works on a copy in training mode (BatchNorm uses batch statistics, as in training) with
     dropout off and BatchNorm's running statistics frozen, so training is not disturbed.
@@ -45,25 +100,8 @@ def landscape_probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: floa
             module.eval()
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.momentum = 0.0
-    params = [p for p in probe.parameters() if p.requires_grad]
-    start = [p.detach().clone() for p in params]
-    loss0, grad0 = _loss_and_grad(probe, x, y)
-    losses, changes, betas = [loss0], [], []
-    for multiple in PROBE_STEPS:
-        step = multiple * lr
-        with torch.no_grad():
-            offset = 0
-            for p, p0 in zip(params, start, strict=True):
-                n = p.numel()
-                p.copy_(p0 - step * grad0[offset:offset + n].view_as(p))
-                offset += n
-        loss, grad = _loss_and_grad(probe, x, y)
-        change = (grad - grad0).norm().item()
-        losses.append(loss)
-        changes.append(change)
-        betas.append(change / max(step * grad0.norm().item(), 1e-12))
-    return {"loss_range": max(losses) - min(losses), "grad_change": max(changes),
-            "beta_smoothness": max(betas)}
+    params = list(probe.parameters())
+    return probe_along(lambda: F.cross_entropy(probe(x), y), params, update)
 
 
 def run_signals(history: "list[EpochMetrics]", initial_train_loss: float, diverged: bool,

@@ -15,7 +15,7 @@ from normcheck.config import TrainConfig
 from normcheck.data import SplitData
 from normcheck.model import CompactCNN
 from normcheck.optimizer import Adam
-from normcheck.stability import PROBE_BATCH, landscape_probe, run_signals
+from normcheck.stability import PROBE_BATCH, landscape_probe, probe_batch, run_signals
 
 EVAL_BATCH = 256
 
@@ -155,6 +155,8 @@ def train(config: TrainConfig, data: DeviceData,
     result = RunResult(config=config, device=str(device), n_val=len(data.val_y),
                        num_classes=data.num_classes)
     n = len(data.train_x)
+    probe_idx = probe_batch(data.train_y, PROBE_BATCH, config.seed).to(device)
+    probe_x, probe_y = data.train_x[probe_idx], data.train_y[probe_idx]
     max_grad_norm = torch.zeros((), device=device)
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
@@ -179,8 +181,8 @@ def train(config: TrainConfig, data: DeviceData,
             if epoch == 1 and i == 0:
                 result.initial_train_loss = loss.item()
         train_loss = loss_sum.item() / len(order)
-        probe = (landscape_probe(model, data.train_x[:PROBE_BATCH], data.train_y[:PROBE_BATCH],
-                                 config.lr) if math.isfinite(train_loss) else {})
+        probe = (landscape_probe(model, probe_x, probe_y, optimizer.update)
+                 if math.isfinite(train_loss) else {})
         val_loss, val_acc = evaluate(model, data.val_x, data.val_y)
         metrics = EpochMetrics(epoch, train_loss, correct.item() / len(order), val_loss, val_acc,
                                **probe)
