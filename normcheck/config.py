@@ -23,7 +23,7 @@ class TrainConfig:
     epochs: int = 5
     batch_size: int = 64
     weight_decay: float = 1e-4
-    dropout: float = 0.5
+    dropout: float = 0.0  # the original study's; a dropout axis may vary it
     base_channels: int = 16
     seed: int = 42  # weight init, batch order and dropout
     split_seed: int = 42  # which train/validation split (a replicate may resample it)
@@ -52,8 +52,10 @@ class TrainConfig:
 
     @property
     def cell_id(self) -> str:
-        """The grid cell, without the replicate: ``lr=0.01-fc=32-norm=batchnorm``."""
-        return f"lr={self.lr:g}-fc={self.fc_units}-norm={self.norm}"
+        """The grid cell, without the replicate: ``lr=0.01-fc=32-norm=batchnorm``, with
+        ``-dropout=0.2`` after it when the run uses dropout (the original study did not)."""
+        dropout = f"-dropout={self.dropout:g}" if self.dropout else ""
+        return f"lr={self.lr:g}-fc={self.fc_units}-norm={self.norm}{dropout}"
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

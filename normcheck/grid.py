@@ -11,6 +11,7 @@ from normcheck.config import ConfigError, DataSpec, TrainConfig
 from normcheck.data.split import PROTOCOLS
 
 AXES = {"lr": float, "fc_units": int, "norm": str}
+OPTIONAL_AXES = {"dropout": float}  # an axis when [grid] lists it, else fixed in [train]
 FIXED = {f.name: f.type for f in fields(TrainConfig) if f.name not in AXES.keys() | {"split_seed"}}
 REPLICATE_KEYS = {"seeds": int, "resample_split": bool}
 DATA_KEYS = {f.name for f in fields(DataSpec)}
@@ -30,6 +31,7 @@ class Grid:
     lr: tuple[float, ...]
     fc_units: tuple[int, ...]
     norm: tuple[str, ...]
+    dropout: tuple[float, ...]
     train: tuple[tuple[str, Any], ...]  # the fixed TrainConfig settings, as sorted items
     data: DataSpec
     seeds: int = 1  # replicates per cell: seeds base, base+1, ...
@@ -44,17 +46,18 @@ class Grid:
         return int(dict(self.train).get("seed", TrainConfig.seed))
 
     def configs(self) -> list[TrainConfig]:
-        """Every (lr, fc_units, norm, replicate), in the order the profile lists them.
+        """Every (lr, fc_units, dropout, norm, replicate), in the order the profile lists them.
 
-        Replicate i uses seed base+i; with BatchNorm and without it sees the same split and
-        batch order, so the two can be compared pair by pair.
+        Replicate i uses seed base+i (and split split_seed+i when splits resample); every cell
+        and norm sees the same split and batch order, so runs are compared pair by pair.
         """
-        fixed = {k: v for k, v in self.train if k != "seed"}
-        return [TrainConfig(lr=lr, fc_units=fc, norm=norm, seed=self.base_seed + i,
+        fixed = {k: v for k, v in self.train if k not in ("seed", "dropout")}
+        return [TrainConfig(lr=lr, fc_units=fc, norm=norm, dropout=dropout,
+                            seed=self.base_seed + i,
                             split_seed=self.data.split_seed + (i if self.resample_split else 0),
                             **fixed)
-                for lr, fc, norm, i in itertools.product(self.lr, self.fc_units, self.norm,
-                                                         range(self.seeds))]
+                for lr, fc, dropout, norm, i in itertools.product(
+                    self.lr, self.fc_units, self.dropout, self.norm, range(self.seeds))]
 
     def with_replicates(self, seeds: int | None = None, base_seed: int | None = None,
                         resample_split: bool | None = None) -> "Grid":
@@ -149,7 +152,7 @@ def load_grid(name_or_path: str) -> Grid:
     raw, origin = _raw_profile(name_or_path)
     grid, train, data = raw.get("grid", {}), dict(raw.get("train", {})), raw.get("data", {})
     replicates = raw.get("replicates", {})
-    for table, keys, allowed in (("grid", grid, AXES), ("train", train, FIXED),
+    for table, keys, allowed in (("grid", grid, AXES | OPTIONAL_AXES), ("train", train, FIXED),
                                  ("data", data, DATA_KEYS), ("replicates", replicates,
                                                              REPLICATE_KEYS)):
         unknown = set(keys) - set(allowed)
@@ -167,6 +170,9 @@ def load_grid(name_or_path: str) -> Grid:
     if missing:
         raise GridError(f"{origin}: [grid] needs {sorted(missing)}")
     axes = {key: _axis(grid[key], key, kind, origin) for key, kind in AXES.items()}
+    for key, kind in OPTIONAL_AXES.items():  # a [grid] list wins over a fixed [train] value
+        fixed = train.pop(key, getattr(TrainConfig, key))
+        axes[key] = _axis(grid[key], key, kind, origin) if key in grid else (kind(fixed),)
     if "classes" in data:
         if not isinstance(data["classes"], list) or \
                 not all(isinstance(c, str) for c in data["classes"]):

@@ -77,12 +77,12 @@ TINY_GRID = """
 extends = "quick"
 description = "tiny synthetic grid"
 [grid]
-fc_units = [8]
+fc_units = [4, 8]
 [train]
 epochs = 1
 base_channels = 2
 [replicates]
-seeds = 2
+seeds = 1
 """
 
 
@@ -146,7 +146,7 @@ def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def suite(pytester: pytest.Pytester, seed_batches: Path, empty_store: Path,
           monkeypatch: pytest.MonkeyPatch) -> Suite:
-    """The experiment suite with a tiny grid (``tiny.toml``: 8 configurations) in ``pytester``'s
+    """The experiment suite with a tiny grid (``tiny.toml``: 8 configurations, one replicate) in ``pytester``'s
     folder, and no MLflow store yet (``suite.with_empty_store()`` copies in an empty one). Test
     modules using it load the ``pytester`` plugin."""
     for name in ("conftest.py", "test_grid.py", "test_hypotheses.py"):

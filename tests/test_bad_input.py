@@ -32,7 +32,7 @@ GRIDS = {
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--grid", "fast"), "--grid: unknown grid 'fast': use a profile name (full, quick)"),
+    (("--grid", "fast"), "--grid: unknown grid 'fast': use a profile name (dropout, full, quick)"),
     (("--grid", "zero_lr.toml"), "lr=0.0 is invalid: use a positive number"),
     (("--grid", "negative_lr.toml"), "lr=-0.001 is invalid: use a positive number"),
     (("--grid", "layer_norm.toml"), "norm='layer' is invalid: use one of ['batchnorm', 'none']"),

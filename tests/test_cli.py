@@ -20,8 +20,8 @@ def trained_store(tmp_path: Path, seed_batches: Path) -> tuple[str, Study]:
     study = Study(str(seed_batches), DataSpec(), torch.device("cpu"), tmp_path / "results",
                   Tracker.open(uri, "normcheck"), cache_dir=tmp_path / "cache")
     study.results_dir.mkdir()
-    (tmp_path / "tiny.toml").write_text('extends = "quick"\n[grid]\nfc_units = [8]\n'
-                                        '[train]\nepochs = 2\nbase_channels = 2\n'
+    (tmp_path / "tiny.toml").write_text('extends = "quick"\n[grid]\nfc_units = [4, 8]\n'
+                                        '[train]\nepochs = 1\nbase_channels = 2\n'
                                         '[replicates]\nseeds = 3\n')
     for config in load_grid(str(tmp_path / "tiny.toml")).configs():
         study.run(config)
@@ -37,7 +37,7 @@ def test_report_rebuilt_from_the_store_matches_the_session(trained_store, tmp_pa
     assert main(["report", "--tracking-uri", uri, "--out", str(tmp_path / "rebuilt")]) == 0
     rebuilt = pd.read_csv(tmp_path / "rebuilt" / "metrics.csv")
     original = results_table(study.results())
-    assert len(rebuilt) == 12
+    assert len(rebuilt) == 24
     pd.testing.assert_frame_equal(rebuilt.drop(columns=["device"]),
                                   original.drop(columns=["device"]), check_dtype=False,
                                   rtol=1e-6)
