@@ -58,31 +58,32 @@ def heatmap(mean: pd.DataFrame, sd: pd.DataFrame | None, title: str, path: Path,
 
 
 def learning_curves(results: list[RunResult], path: Path) -> Path:
-    """Validation accuracy per epoch: a panel per (fc_units, lr), none against batchnorm, the
-    mean over seeds with a band from the lowest to the highest seed."""
-    rows = [{"lr": r.config.lr, "fc_units": r.config.fc_units, "norm": r.config.norm,
-             "seed": r.config.seed, "epoch": m.epoch, "val_acc": m.val_acc}
+    """Validation accuracy per epoch: a panel per (fc_units, dropout) row and lr column, none
+    against batchnorm, the mean over replicates with a band from the lowest to the highest."""
+    rows = [{"lr": r.config.lr, "fc_units": r.config.fc_units, "dropout": r.config.dropout,
+             "norm": r.config.norm, "seed": r.config.seed, "epoch": m.epoch, "val_acc": m.val_acc}
             for r in results for m in r.history]
     frame = pd.DataFrame(rows)
     lrs = sorted(frame["lr"].unique(), reverse=True)
-    fcs = sorted(frame["fc_units"].unique())
-    fig = _figure(3.6 * len(lrs), 2.8 * len(fcs))
-    axes = fig.subplots(len(fcs), len(lrs), sharex=True, sharey=True, squeeze=False)
-    for row, fc in enumerate(fcs):
+    lines = sorted(frame[["fc_units", "dropout"]].drop_duplicates().itertuples(index=False))
+    fig = _figure(3.6 * len(lrs), 2.8 * len(lines))
+    axes = fig.subplots(len(lines), len(lrs), sharex=True, sharey=True, squeeze=False)
+    for row, (fc, dropout) in enumerate(lines):
         for col, lr in enumerate(lrs):
             ax = axes[row][col]
             for norm, color in NORM_COLORS.items():
                 runs = frame[(frame["lr"] == lr) & (frame["fc_units"] == fc) &
-                             (frame["norm"] == norm)]
+                             (frame["dropout"] == dropout) & (frame["norm"] == norm)]
                 if runs.empty:
                     continue
                 stats = runs.groupby("epoch")["val_acc"].agg(["mean", "min", "max"])
                 ax.plot(stats.index, stats["mean"], color=color, label=f"{norm}, mean")
                 ax.fill_between(stats.index, stats["min"], stats["max"], color=color,
-                                alpha=0.2, label=f"{norm}, seed range")
-            ax.set_title(f"lr={lr:g}, fc={fc}", fontsize=9)
+                                alpha=0.2, label=f"{norm}, replicate range")
+            ax.set_title(f"lr={lr:g}, fc={fc}" + (f", dropout={dropout:g}" if dropout else ""),
+                         fontsize=9)
             ax.grid(alpha=0.3)
-            if row == len(fcs) - 1:
+            if row == len(lines) - 1:
                 ax.set_xlabel("epoch")
             if col == 0:
                 ax.set_ylabel("validation accuracy")
@@ -118,21 +119,27 @@ def instability(table: pd.DataFrame, path: Path) -> Path:
 
 
 def smoothness(table: pd.DataFrame, path: Path) -> Path:
-    """The landscape probe per lr and norm: beta-smoothness, loss range, gradient change."""
+    """The landscape probe per lr and norm: beta-smoothness, loss range, gradient change.
+    Runs that collapsed or diverged (left out of H5) are drawn hollow."""
     metrics = ["beta_smoothness", "loss_range", "grad_change"]
     fig = _figure(4.2 * len(metrics), 3.6)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     lrs = sorted(table["lr"].unique())
+    dead = table[["collapsed", "diverged"]].fillna(0).astype(bool).any(axis=1)
     for ax, metric in zip(axes, metrics, strict=True):
         for offset, (norm, color) in zip((-0.15, 0.15), NORM_COLORS.items(), strict=True):
             for k, lr in enumerate(lrs):
-                values = table[(table["lr"] == lr) & (table["norm"] == norm)][metric].dropna()
-                ax.scatter(np.full(len(values), k + offset), values, color=color, alpha=0.6,
-                           label=norm if k == 0 else None)
+                here = (table["lr"] == lr) & (table["norm"] == norm)
+                for hollow in (False, True):
+                    values = table[here & (dead == hollow)][metric].dropna()
+                    ax.scatter(np.full(len(values), k + offset), values, alpha=0.6,
+                               facecolors="none" if hollow else color, edgecolors=color,
+                               label=(f"{norm}, collapsed or diverged" if hollow else norm)
+                               if k == 0 else None)
         ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
         ax.set_xlabel("learning rate")
         ax.set_yscale("log")
         ax.set_title(metric.replace("_", " "))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=7)
     return _save(fig, path)

@@ -8,6 +8,7 @@ the MLflow store and experiment, a session results folder) and hands it to the w
 end it alone writes the reports.
 """
 
+import argparse
 import os
 import resource
 import shlex
@@ -89,8 +90,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="replicates (seeds) per configuration (default: the grid's)")
     group.addoption("--base-seed", type=int, default=None,
                     help="first replicate seed (default: the grid's train.seed)")
-    group.addoption("--resample-split", action="store_true", default=None,
-                    help="each replicate also draws its own train/validation split")
+    group.addoption("--resample-split", action=argparse.BooleanOptionalAction, default=None,
+                    help="each replicate draws its own train/validation split (default: the "
+                         "grid's; full and quick do)")
     group.addoption("--retrain", action="store_true",
                     help="train every configuration, even one with a FINISHED run of the same "
                          "configuration hash in the experiment (default: reuse it)")
@@ -117,7 +119,7 @@ def pytest_configure(config: pytest.Config) -> None:
             seeds, config.getoption("base_seed"), config.getoption("resample_split"))
     except GridError as exc:
         raise pytest.UsageError(f"--grid: {exc}") from exc
-    problems = hypotheses.grid_problems(grid.lr, grid.norm)
+    problems = hypotheses.grid_problems(grid.lr, grid.fc_units, grid.norm)
     if problems:
         raise pytest.UsageError(f"--grid {config.getoption('grid')}: " + "; ".join(problems))
     expect = config.getoption("expect_verdicts")
@@ -225,6 +227,12 @@ def normcheck_table(normcheck_study: Study, normcheck_grid: Grid):
 
 
 @pytest.fixture(scope="session")
+def normcheck_verdicts(normcheck_table) -> dict[str, hypotheses.Verdict]:
+    """Every hypothesis's verdict, judged once as a family (Holm), by name."""
+    return {v.name: v for v in hypotheses.evaluate(normcheck_table)}
+
+
+@pytest.fixture(scope="session")
 def normcheck_expected(pytestconfig: pytest.Config, normcheck_study: Study) -> dict[str, str]:
     """Verdicts recorded for this grid and data (``--expect-verdicts``); empty otherwise."""
     state = pytestconfig.stash[SESSION]
@@ -264,13 +272,16 @@ def _context(config: pytest.Config, state: Session) -> dict[str, str]:
     grid, splits = state.grid, state.study.splits()
     return {
         "grid": f"`{grid.name}`: {grid.description}; lr {list(grid.lr)} x fc_units "
-                f"{list(grid.fc_units)} x norm {list(grid.norm)}, {grid.seeds} seeds from "
-                f"{grid.base_seed}" + (", split resampled per replicate" if grid.resample_split
-                                        else ""),
-        "training": ", ".join(f"{k}={v}" for k, v in grid.train if k != "seed"),
+                f"{list(grid.fc_units)} x norm {list(grid.norm)}"
+                + (f" x dropout {list(grid.dropout)}" if len(grid.dropout) > 1 else "")
+                + f", {grid.seeds} replicates: seeds from {grid.base_seed}"
+                + (f", each with its own split (split seeds from {splits.split_seed})"
+                   if grid.resample_split else f", all on split {splits.split_seed}"),
+        "training": ", ".join(f"{k}={v}" for k, v in grid.train if k != "seed") +
+                    (f", dropout={grid.dropout[0]}" if len(grid.dropout) == 1 else ""),
         "data": f"{splits.source}, protocol `{splits.protocol}` ({len(splits.train_y)} train, "
-                f"{len(splits.val_y)} validation, {len(splits.test_y)} test), split seed "
-                f"{splits.split_seed}, fingerprint `{splits.fingerprint}`",
+                f"{len(splits.val_y)} validation, {len(splits.test_y)} test per replicate), "
+                f"fingerprint of split {splits.split_seed} `{splits.fingerprint}`",
         "classes": ", ".join(splits.classes),
         "environment": f"normcheck {__version__}, Python {platform.python_version()}, torch "
                        f"{torch.__version__}, {platform.machine()}, {cpu_count()} cores, "

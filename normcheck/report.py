@@ -4,11 +4,13 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from normcheck import figures
 from normcheck.atomic import atomic_path
-from normcheck.hypotheses import Verdict
+from normcheck.hypotheses import Verdict, declared, headline
+from normcheck.stats import Estimate
 from normcheck.train import RunResult
 
 # metrics.csv columns (one row per run), documented in the README.
@@ -22,15 +24,17 @@ METRIC_COLUMNS = ["best_val_acc", "best_epoch", "final_val_acc", "final_val_loss
 META_COLUMNS = ["n_val", "num_classes", "device", "mlflow_run_id"]
 COLUMNS = PARAM_COLUMNS + METRIC_COLUMNS + META_COLUMNS
 FLAGS = ["diverged", "collapsed", "loss_up", "unstable"]
-# summary.csv aggregates these per configuration (lr, fc_units, norm) over seeds
-SUMMARY_METRICS = ["best_val_acc", "final_val_acc", "test_acc", "final_train_acc", "unstable",
+# summary.csv aggregates these per configuration (lr, fc_units, dropout, norm) over replicates
+SUMMARY_METRICS = ["final_val_acc", "test_acc", "best_val_acc", "final_train_acc", "unstable",
                    "volatility", "max_grad_norm", "beta_smoothness", "train_seconds"]
-CELL = ["lr", "fc_units", "norm"]
+CI_METRICS = ["final_val_acc", "test_acc"]  # also given a 95% t interval over replicates
+CELL = ["lr", "fc_units", "dropout", "norm"]
 NORM_ORDER = {"none": 0, "batchnorm": 1}
 
 
 def _sort(frame: pd.DataFrame, extra: list[str]) -> pd.DataFrame:
-    return frame.sort_values(CELL + extra, ascending=[False, True, True] + [True] * len(extra),
+    return frame.sort_values(CELL + extra,
+                             ascending=[False, True, True, True] + [True] * len(extra),
                              key=lambda c: c.map(NORM_ORDER) if c.name == "norm" else c,
                              ignore_index=True)
 
@@ -51,12 +55,22 @@ def results_table(results: Iterable[RunResult]) -> pd.DataFrame:
 
 
 def summary_table(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration: mean, sd and n of each metric over its seeds."""
+    """One row per configuration: n, and mean and sd of each metric over its replicates; for
+    the headline metrics also a 95% t interval of the mean."""
+    from scipy import stats as scipy_stats  # imported here: workers that only train skip it
+
     numeric = table[CELL + SUMMARY_METRICS].astype({"unstable": float})
     grouped = numeric.groupby(CELL, sort=False)[SUMMARY_METRICS]
     out = grouped.agg(["mean", "std"])
     out.columns = [f"{metric}_{stat}" for metric, stat in out.columns]
-    out.insert(0, "n", grouped.size())
+    n = grouped.size()
+    out.insert(0, "n", n)
+    with np.errstate(invalid="ignore"):
+        t = scipy_stats.t.ppf(0.975, n - 1)
+    for metric in CI_METRICS:
+        half = t * out[f"{metric}_std"] / np.sqrt(n)
+        out[f"{metric}_ci_low"] = out[f"{metric}_mean"] - half
+        out[f"{metric}_ci_high"] = out[f"{metric}_mean"] + half
     return _sort(out.reset_index(), [])
 
 
@@ -71,52 +85,73 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def _with_ci(summary: pd.DataFrame, metric: str) -> list[str]:
+    return [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in
+            zip(summary[f"{metric}_mean"], summary[f"{metric}_ci_low"],
+                summary[f"{metric}_ci_high"], strict=True)]
+
+
 def format_table(summary: pd.DataFrame) -> str:
-    """The configurations (mean +- sd over seeds) as a fixed-width text table."""
+    """The configurations as a fixed-width text table: the headline metrics as mean [95% CI]
+    over replicates, the original study's best-epoch metric as mean +- sd."""
+    columns = {"lr": summary["lr"].map("{:g}".format), "fc": summary["fc_units"]}
+    if summary["dropout"].nunique() > 1:
+        columns["dropout"] = summary["dropout"].map("{:g}".format)
     shown = pd.DataFrame({
-        "lr": summary["lr"].map("{:g}".format), "fc": summary["fc_units"],
-        "norm": summary["norm"], "n": summary["n"],
-        "best_val": [f"{m:.3f}±{s:.3f}" for m, s in
-                     zip(summary["best_val_acc_mean"], summary["best_val_acc_std"].fillna(0),
-                         strict=True)],
-        "final_val": summary["final_val_acc_mean"].map("{:.3f}".format),
-        "test": summary["test_acc_mean"].map("{:.3f}".format),
+        **columns, "norm": summary["norm"], "n": summary["n"],
+        "final_val [95% CI]": _with_ci(summary, "final_val_acc"),
+        "test [95% CI]": _with_ci(summary, "test_acc"),
+        "best_val (original's)": [f"{m:.3f}±{s:.3f}" for m, s in
+                                  zip(summary["best_val_acc_mean"],
+                                      summary["best_val_acc_std"].fillna(0), strict=True)],
         "unstable": [f"{round(u * n)}/{n}" for u, n in
                      zip(summary["unstable_mean"], summary["n"], strict=True)],
-        "beta": summary["beta_smoothness_mean"].map("{:.2f}".format),
+        "beta": summary["beta_smoothness_mean"].map("{:.3g}".format),
         "seconds": summary["train_seconds_mean"].map("{:.1f}".format),
     })
     return shown.to_string(index=False)
 
 
-def format_verdict_table(verdicts: list[Verdict]) -> str:
-    """The verdicts as a fixed-width text table: verdict, estimate, CI, margin, statistic."""
-    rows = [("hypothesis", "verdict", "estimate", "95% CI", "margin", "statistic")]
+def _rows(verdicts: list[Verdict]) -> list[tuple[str, ...]]:
+    """One row per contrast: hypothesis, verdict, estimate, interval, level, claim, Holm p,
+    contrast; a hypothesis's second contrast leaves the first two cells empty."""
+    rows = []
     for v in verdicts:
-        est = v.estimate
-        rows.append((v.name, v.verdict, f"{est.value:+.4f}" if est else "-",
-                     f"[{est.low:+.4f}, {est.high:+.4f}]" if est else "-", f"{v.margin:g}",
-                     v.statistic))
+        if not v.parts:
+            rows.append((v.name, v.verdict, "-", "-", "-", "-", "-", "not estimated"))
+        for k, part in enumerate(v.parts):
+            e = part.estimate
+            rows.append(("" if k else v.name, "" if k else v.verdict, f"{e.value:+.4f}",
+                         f"[{e.low:+.4f}, {e.high:+.4f}]", f"{e.level:.2%}", part.claim,
+                         "" if k else f"{v.p_value:.4f}", part.label))
+    return rows
+
+
+VERDICT_HEADER = ("hypothesis", "verdict", "estimate", "interval", "level", "holds if",
+                  "Holm p", "contrast")
+
+
+def format_verdict_table(verdicts: list[Verdict]) -> str:
+    """The verdicts as a fixed-width text table, one line per contrast."""
+    rows = [VERDICT_HEADER, *_rows(verdicts)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) +
                      "  " + row[-1] for row in rows)
 
 
 def format_verdicts(verdicts: list[Verdict]) -> str:
-    """One markdown table row per hypothesis: statistic, CI, margin, verdict."""
-    lines = ["| hypothesis | statistic | estimate | 95% CI | margin | verdict |",
-             "|---|---|---|---|---|---|"]
-    for v in verdicts:
-        est = v.estimate
-        ci = f"[{est.low:+.4f}, {est.high:+.4f}]" if est else "-"
-        lines.append(f"| {v.name}: {v.statement} | {v.statistic} | "
-                     f"{f'{est.value:+.4f}' if est else '-'} | {ci} | {v.margin:g} | "
-                     f"**{v.verdict}** |")
+    """The verdicts as a markdown table, one row per contrast."""
+    lines = ["| " + " | ".join(VERDICT_HEADER) + " |", "|---" * len(VERDICT_HEADER) + "|"]
+    for row in _rows(verdicts):
+        cells = list(row)
+        if cells[1]:
+            cells[1] = f"**{cells[1]}**"
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _pivot(summary: pd.DataFrame, norm: str, column: str) -> pd.DataFrame:
-    rows = summary[summary["norm"] == norm]
+def _pivot(summary: pd.DataFrame, norm: str, dropout: float, column: str) -> pd.DataFrame:
+    rows = summary[(summary["norm"] == norm) & (summary["dropout"] == dropout)]
     return rows.pivot(index="lr", columns="fc_units", values=column).sort_index(ascending=False)
 
 
@@ -152,54 +187,132 @@ def write_reports(results: list[RunResult], folder: Path, verdicts: list[Verdict
                           f"every file there is whole, old or new") from exc
 
 
+def _heatmaps(summary: pd.DataFrame, folder: Path) -> list[Path]:
+    """Final validation accuracy over lr x fc_units per norm (and dropout, when it varies),
+    and BatchNorm minus none."""
+    written = []
+    norms = list(dict.fromkeys(summary["norm"]))
+    dropouts = sorted(summary["dropout"].unique())
+    for d in dropouts:
+        tag = f"_dropout{d:g}" if len(dropouts) > 1 else ""
+        at = f", dropout={d:g}" if len(dropouts) > 1 else ""
+        for norm in norms:
+            written.append(figures.heatmap(
+                _pivot(summary, norm, d, "final_val_acc_mean"),
+                _pivot(summary, norm, d, "final_val_acc_std"),
+                f"final validation accuracy, norm={norm}{at}\n(mean ± sd over replicates)",
+                folder / f"heatmap_{norm}{tag}.png"))
+        if {"none", "batchnorm"} <= set(norms):
+            diff = (_pivot(summary, "batchnorm", d, "final_val_acc_mean") -
+                    _pivot(summary, "none", d, "final_val_acc_mean"))
+            written.append(figures.heatmap(
+                diff, None, f"batchnorm minus none{at}\n(mean final validation accuracy)",
+                folder / f"heatmap_batchnorm_minus_none{tag}.png", diverging=True))
+    return written
+
+
 def _write_all(results: list[RunResult], folder: Path, verdicts: list[Verdict] | None,
                context: dict[str, str] | None) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     table = results_table(results)
     summary = summary_table(table)
     written = write_tables(table, summary, folder)
-    norms = list(dict.fromkeys(summary["norm"]))
-    for norm in norms:
-        written.append(figures.heatmap(
-            _pivot(summary, norm, "best_val_acc_mean"), _pivot(summary, norm, "best_val_acc_std"),
-            f"best validation accuracy, norm={norm}\n(mean ± sd over seeds)",
-            folder / f"heatmap_{norm}.png"))
-    if {"none", "batchnorm"} <= set(norms):
-        diff = (_pivot(summary, "batchnorm", "best_val_acc_mean") -
-                _pivot(summary, "none", "best_val_acc_mean"))
-        written.append(figures.heatmap(diff, None, "batchnorm minus none\n(mean best val acc)",
-                                       folder / "heatmap_batchnorm_minus_none.png",
-                                       diverging=True))
+    written += _heatmaps(summary, folder)
     written.append(figures.learning_curves(results, folder / "learning_curves.png"))
     written.append(figures.instability(table, folder / "instability.png"))
     written.append(figures.smoothness(table, folder / "smoothness.png"))
-    written.append(_write_markdown(folder / "report.md", summary, verdicts or [], context or {},
-                                   [p.name for p in written]))
+    head = headline(table) if verdicts else None
+    written.append(_write_markdown(folder / "report.md", table, summary, verdicts or [], head,
+                                   context or {}, [p.name for p in written]))
     return written
 
 
-def _write_markdown(path: Path, summary: pd.DataFrame, verdicts: list[Verdict],
-                    context: dict[str, str], files: list[str]) -> Path:
+def _ci(e: Estimate) -> str:
+    return f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]"
+
+
+def answer(verdicts: list[Verdict], head: dict[str, dict[str, Estimate]],
+           table: pd.DataFrame) -> str:
+    """The study's answer in one paragraph: each claim with its number, interval and verdict,
+    then the caveats."""
+    replicates, cells = table["seed"].nunique(), len(table) // max(table["seed"].nunique(), 1)
+    epochs = int(table["epochs"].iloc[0])
+    lead = (f"**Answer.** Over {replicates} replicates of {cells} configurations (each "
+            f"replicate its own seed{' and train/validation split' if _splits_vary(table) else ''}"
+            f"), BatchNorm reached a final validation accuracy of "
+            f"{_ci(head['batchnorm']['final_val_acc'])} and test accuracy "
+            f"{_ci(head['batchnorm']['test_acc'])}, against {_ci(head['none']['final_val_acc'])}"
+            f" and {_ci(head['none']['test_acc'])} without normalization (means over every "
+            "cell, 95% CIs over replicates).")
+    claims = " ".join(f"{v.plain} (**{v.name} {v.verdict}**)." for v in verdicts if v.plain)
+    caveats = (f"Intervals in the claims are read at the level Holm's procedure judged each "
+               f"hypothesis at, unless marked 95%. Caveats: one data set (three CIFAR-10 "
+               f"classes, 32x32), {epochs} epochs, one small CNN trained with Adam, and "
+               f"{replicates} replicates; a verdict says what these runs support, not more.")
+    return " ".join([lead, claims, caveats])
+
+
+def _splits_vary(table: pd.DataFrame) -> bool:
+    return table["split_seed"].nunique() > 1
+
+
+def _validation_error(table: pd.DataFrame) -> str:
+    """The validation set's own sampling error, and whether the intervals include it."""
+    n = int(table["n_val"].iloc[0])
+    p = float(table["final_val_acc"].mean())
+    half = 1.96 * math.sqrt(p * (1 - p) / n)
+    where = ("Every replicate draws its own train/validation split, so this error is part of "
+             "the replicate-to-replicate variation that every interval includes." if
+             _splits_vary(table) else "Every replicate uses the same split, so this error is "
+             "shared by all runs and is NOT in the intervals.")
+    return (f"One run's validation accuracy is measured on {n} images: at p = {p:.2f} its own "
+            f"sampling error is about ±{half:.3f} (95%, binomial). {where}")
+
+
+def _family(verdicts: list[Verdict]) -> str:
+    spec = declared()
+    family = spec["family"]
+    return (f"Registration: `hypotheses.toml` version {spec['version']} (registered "
+            f"{spec['registered']}; its history says what changed from earlier versions and "
+            f"after seeing what). {', '.join(family['members'])} are one family: Holm's "
+            f"step-down procedure keeps the chance of any false verdict at or below "
+            f"{family['alpha']:g}, so each hypothesis's intervals are shown at the level it was "
+            f"judged at. Metric: {family['metric_label']} (nothing selected on the validation "
+            "set); intervals are t intervals over replicates, with standard errors from a "
+            "bootstrap that resamples whole replicates.")
+
+
+def _write_markdown(path: Path, table: pd.DataFrame, summary: pd.DataFrame,
+                    verdicts: list[Verdict], head: dict | None, context: dict[str, str],
+                    files: list[str]) -> Path:
     def image(name: str, alt: str) -> str:
         return f"![{alt}]({name})" if name in files else ""
 
+    heatmaps = " ".join(image(name, name.removesuffix(".png")) for name in files
+                        if name.startswith("heatmap_"))
     h5 = next((v for v in verdicts if v.name == "H5"), None)
     sections = [
         "# normcheck report",
+        answer(verdicts, head, table) if verdicts and head else
+        "_No answer: the grid is incomplete, so the hypotheses were not evaluated._",
         "**Question.** Does BatchNorm make a compact CNN less sensitive to learning rate and "
         "model capacity, and does it stabilize training? CIFAR-10 classes "
         f"{context.get('classes', 'cat, dog, horse')}.",
-        "## Setup",
-        "\n".join(f"- **{key}**: {value}" for key, value in context.items()),
         "## Verdicts",
+        _family(verdicts) if verdicts else "",
         format_verdicts(verdicts) if verdicts else
         "_Hypotheses not evaluated: the grid is incomplete._",
-        "\n".join(f"<details><summary>{v.name}: the numbers</summary>\n\n```\n{v.message}\n```\n"
-                  "</details>" for v in verdicts),
-        "## Accuracy (mean ± sd over seeds)",
-        image("heatmap_none.png", "no normalization") + " " +
-        image("heatmap_batchnorm.png", "batchnorm"),
-        image("heatmap_batchnorm_minus_none.png", "difference"),
+        "\n".join(f"<details><summary>{v.name}: the numbers</summary>\n\n```\n{v.message}\n"
+                  "```\n</details>" for v in verdicts),
+        "## Setup",
+        "\n".join(f"- **{key}**: {value}" for key, value in context.items()),
+        "## Accuracy",
+        "Final validation accuracy and the test accuracy of the same (last-epoch) model: mean "
+        "[95% CI] over replicates per configuration. Best-epoch validation accuracy is the "
+        "original study's metric, chosen and measured on the same validation set, so it is "
+        "biased upward; it is shown for comparison, and no hypothesis uses it.",
+        _validation_error(table),
+        heatmaps,
         "```\n" + format_table(summary) + "\n```",
         "## Learning curves",
         image("learning_curves.png", "validation accuracy per epoch"),
@@ -207,8 +320,11 @@ def _write_markdown(path: Path, summary: pd.DataFrame, verdicts: list[Verdict],
         "Every run: diverged (X), collapsed to chance (v) and loss-went-up (^) runs are marked.",
         image("instability.png", "instability"),
         "## Loss-landscape smoothness (H5)",
-        "Measured once per epoch on a fixed batch of 128 training images, stepping along the "
-        "gradient by 0.5, 1 and 2 times the learning rate (Santurkar et al. 2018).",
+        "Measured once per epoch on a fixed, class-balanced batch of 128 training images "
+        "(drawn with the run's seed), moving along the update Adam would make from that "
+        "batch's gradient by 0.5, 1 and 2 times its length (after Santurkar et al. 2018). "
+        "Runs that collapsed or diverged are left out of H5 with their pair (hollow markers): "
+        "a dead network is trivially smooth.",
         image("smoothness.png", "smoothness"),
         f"```\n{h5.message}\n```" if h5 else "",
         "Columns of `metrics.csv` and `summary.csv` are described in the README.",

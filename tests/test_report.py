@@ -38,9 +38,18 @@ def test_reports_are_written(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "heatmap_none.png").read_bytes()[:4] == b"\x89PNG"
     assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
     markdown = (tmp_path / "out" / "report.md").read_text()
-    assert "| hypothesis | statistic | estimate | 95% CI | margin | verdict |" in markdown
+    assert markdown.startswith("# normcheck report\n\n**Answer.** Over 3 replicates of 8 "
+                               "configurations")
+    answer = markdown.split("\n\n")[1]
     for v in verdicts:
-        assert f"**{v.verdict}**" in markdown
+        assert f"**{v.verdict}**" in markdown and f"(**{v.name} {v.verdict}**)" in answer
+    assert "Caveats: one data set" in answer and "5 epochs" in answer
+    assert "| hypothesis | verdict | estimate | interval | level | holds if | Holm p | " \
+           "contrast |" in markdown
+    assert "`hypotheses.toml` version 2 (registered 2026-11-28" in markdown
+    assert "Holm's step-down procedure" in markdown
+    assert "One run's validation accuracy is measured on 480 images" in markdown
+    assert "original study's metric" in markdown
     assert "![instability](instability.png)" in markdown and "**data**: synthetic" in markdown
 
 
