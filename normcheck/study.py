@@ -32,7 +32,7 @@ class Study:
     """Runs configurations on one data source and device, into one results folder.
 
     Each configuration trains on the split its ``split_seed`` names; splits are drawn from
-    the decode cache on first use and kept, with their device copies, for the process.
+    the decode cache on first use and kept for the process, the latest one also on the device.
     """
 
     data_dir: str | None
@@ -44,7 +44,7 @@ class Study:
     cache_dir: Path | None = None
     retrain: bool = False  # train even where the experiment has a finished run
     _splits: dict[int, SplitData] = field(default_factory=dict, repr=False)
-    _device_data: dict[int, DeviceData] = field(default_factory=dict, repr=False)
+    _device_data: dict[int, DeviceData] = field(default_factory=dict, repr=False)  # one split
 
     def splits(self, split_seed: int | None = None) -> SplitData:
         """The split for ``split_seed`` (default: the data spec's own)."""
@@ -55,7 +55,10 @@ class Study:
         return self._splits[seed]
 
     def data(self, split_seed: int) -> DeviceData:
+        """The split as float tensors on the device. Only the latest is kept: with a split per
+        replicate, keeping them all would multiply every worker's memory by the replicates."""
         if split_seed not in self._device_data:
+            self._device_data.clear()
             self._device_data[split_seed] = DeviceData.from_splits(self.splits(split_seed),
                                                                    self.device)
         return self._device_data[split_seed]
