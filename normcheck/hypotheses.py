@@ -22,7 +22,6 @@ NO_NORM, BATCHNORM = "none", "batchnorm"
 NORMS = (NO_NORM, BATCHNORM)  # axis order of the paired arrays
 PASSING = {"holds", "superior", "non-inferior"}
 VERDICTS = PASSING | {"inconclusive", "refuted"}
-NAMES = ("H1", "H2", "H3", "H4", "H5")
 # axes of a Paired array: lr (high first), fc_units, dropout, replicate, norm
 REP_AXIS = 3
 EXCLUDED_FROM_SMOOTHNESS = ("collapsed", "diverged")
@@ -80,10 +79,6 @@ class Verdict:
         return self.parts[0].estimate if self.parts else None
 
     @property
-    def statistic(self) -> str:
-        return self.parts[0].label if self.parts else "not estimated"
-
-    @property
     def level(self) -> float | None:
         return self.estimate.level if self.parts else None
 
@@ -139,14 +134,13 @@ class Paired:
     """
 
     def __init__(self, table: pd.DataFrame) -> None:
-        self.table = table
+        if "dropout" not in table:  # a table from before dropout was recorded
+            table = table.assign(dropout=0.0)
         self.lrs = sorted(table["lr"].unique(), reverse=True)
         self.fcs = sorted(table["fc_units"].unique())
-        self.dropouts = sorted(table["dropout"].unique()) if "dropout" in table else [0.0]
+        self.dropouts = sorted(table["dropout"].unique())
         self.seeds = sorted(table["seed"].unique())
         keys = ["lr", "fc_units", "dropout", "seed", "norm"]
-        if "dropout" not in table:
-            self.table = table = table.assign(dropout=0.0)
         expected = (len(self.lrs) * len(self.fcs) * len(self.dropouts) * len(self.seeds) *
                     len(NORMS))
         if len(table.drop_duplicates(keys)) != expected or set(table["norm"]) != set(NORMS):
@@ -295,6 +289,7 @@ def check_h2(paired: Paired, spec: dict) -> Evidence:
 
 def check_h3(paired: Paired, spec: dict) -> Evidence:
     acc = paired(spec["family"]["metric"])
+
     def statistic(d: np.ndarray) -> np.ndarray:  # (batch, 3): bn - none, none, bn
         slope = _lr_slope(d, paired.lrs)
         return np.column_stack([slope[:, 1] - slope[:, 0], slope])
@@ -339,7 +334,7 @@ def check_h4(paired: Paired, spec: dict) -> Evidence:
     return Evidence("H4", parts, p_holds, p_refuted, lines, plain)
 
 
-def _smoothness_pairs(paired: Paired) -> tuple[np.ndarray, int]:
+def smoothness_pairs(paired: Paired) -> tuple[np.ndarray, int]:
     """log(beta none / beta batchnorm) per pair, NaN where either run collapsed or diverged
     (a dead network is trivially smooth), and how many pairs that leaves out."""
     beta = paired("beta_smoothness")
@@ -354,7 +349,7 @@ def _smoothness_pairs(paired: Paired) -> tuple[np.ndarray, int]:
 
 
 def check_h5(paired: Paired, spec: dict) -> Evidence:
-    log_ratio, left_out = _smoothness_pairs(paired)
+    log_ratio, left_out = smoothness_pairs(paired)
     estimate, *per_lr = _estimates(log_ratio, lambda d: np.column_stack(
         [_over_replicates(d)] + [_over_replicates(d[:, i:i + 1]) for i in range(len(d[0]))]))
     part = Part("mean paired log ratio of beta-smoothness, log(none / batchnorm)", estimate,

@@ -10,7 +10,7 @@ import pandas as pd
 from normcheck import figures
 from normcheck.atomic import atomic_path
 from normcheck.hypotheses import Verdict, declared, headline
-from normcheck.stats import Estimate
+from normcheck.stats import Estimate, t_half_width
 from normcheck.train import RunResult
 
 # metrics.csv columns (one row per run), documented in the README.
@@ -57,18 +57,14 @@ def results_table(results: Iterable[RunResult]) -> pd.DataFrame:
 def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration: n, and mean and sd of each metric over its replicates; for
     the headline metrics also a 95% t interval of the mean."""
-    from scipy import stats as scipy_stats  # imported here: workers that only train skip it
-
     numeric = table[CELL + SUMMARY_METRICS].astype({"unstable": float})
     grouped = numeric.groupby(CELL, sort=False)[SUMMARY_METRICS]
     out = grouped.agg(["mean", "std"])
     out.columns = [f"{metric}_{stat}" for metric, stat in out.columns]
     n = grouped.size()
     out.insert(0, "n", n)
-    with np.errstate(invalid="ignore"):
-        t = scipy_stats.t.ppf(0.975, n - 1)
     for metric in CI_METRICS:
-        half = t * out[f"{metric}_std"] / np.sqrt(n)
+        half = t_half_width(out[f"{metric}_std"] / np.sqrt(n), n - 1)
         out[f"{metric}_ci_low"] = out[f"{metric}_mean"] - half
         out[f"{metric}_ci_high"] = out[f"{metric}_mean"] + half
     return _sort(out.reset_index(), [])

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from normcheck.hypotheses import NORMS, Paired, _smoothness_pairs, declared, evaluate
+from normcheck.hypotheses import NORMS, Paired, declared, evaluate, smoothness_pairs
 
 LRS, FCS = (0.01, 0.003, 0.001), (32, 64, 128)
 CHANCE = 1 / 3
@@ -44,8 +44,8 @@ class Truth:
         return replace(self, replicates=replicates)
 
 
-def _cells(value: float, lrs: tuple = LRS, fcs: tuple = FCS) -> np.ndarray:
-    return np.full((len(lrs), len(fcs), len(NORMS)), float(value))
+def _cells(value: float) -> np.ndarray:
+    return np.full((len(LRS), len(FCS), len(NORMS)), float(value))
 
 
 def null_truth(replicates: int = 5, rho: float = 0.3) -> Truth:
@@ -92,10 +92,11 @@ def h4_margin_truth(replicates: int = 5, rho: float = 0.3) -> Truth:
 
 
 def study_truth(replicates: int = 5, rho: float = 0.3) -> Truth:
-    """Effects of the sizes the study reports: BatchNorm about 0.06 more accurate and flat in
-    lr; no-norm losing 0.12 at lr=0.01, noisy there and unstable in 40% of runs; an lr x
-    capacity interaction of 0.08 without normalization and none with BatchNorm; no-norm's
-    log beta-smoothness 0.5 higher."""
+    """Effects of about the sizes the version-1 runs showed: BatchNorm flat in lr and 0.04
+    more accurate than no-norm at the lower lrs; no-norm losing 0.12 at lr=0.01, noisy there
+    and unstable in 40% of runs; an lr x capacity interaction of 0.08 without normalization
+    and none with BatchNorm; no-norm's log beta-smoothness 0.5 higher. For the effects of a
+    real run, use ``truth_from_table``."""
     acc = _cells(0.6)
     acc[:, :, 0] = 0.56
     acc[0, :, 0] = 0.44 + np.array([0.04, 0.0, -0.04])  # the interaction: wider is worse here
@@ -118,7 +119,7 @@ def truth_from_table(table: pd.DataFrame, name: str = "measured") -> Truth:
         raise ValueError("truth_from_table takes a grid without a dropout axis")
     acc, unstable = paired("final_val_acc")[:, :, 0], paired("unstable")[:, :, 0] > 0
     stable = np.where(unstable, np.nan, acc)  # (lr, fc, rep, norm)
-    log_ratio, _ = _smoothness_pairs(paired)
+    log_ratio, _ = smoothness_pairs(paired)
     log_beta = np.where(np.isnan(log_ratio[:, :, 0])[..., None], np.nan,
                         np.log(paired("beta_smoothness")[:, :, 0]))
     rho = _cross_cell_correlation(stable)

@@ -5,11 +5,11 @@ train/validation split are shared by every cell and both arms, so its results ar
 across them. Each bootstrap sample therefore draws one set of replicate indices and applies it
 to every cell and every arm at once; a replicate's values stay together, pairs included.
 
-With 5 to 10 replicates a percentile interval is too narrow (it covers a mean about 84% of the
-time at 5 replicates), so intervals are ``estimate +- t(R-1) x SE``, with the standard error
-from the bootstrap scaled by sqrt(R / (R-1)) (the bootstrap variance of a mean is (R-1)/R of the
-unbiased one). For a mean over replicates this is the textbook t interval; for other statistics
-it is the same construction. ``benchmarks/calibration.py`` measures the coverage.
+With 5 to 10 replicates a percentile interval is too narrow, so intervals are
+``estimate +- t(R-1) x SE``, with the standard error from the bootstrap scaled by sqrt(R / (R-1))
+(the bootstrap variance of a mean is (R-1)/R of the unbiased one). For a mean over replicates
+this is the textbook t interval; for other statistics it is the same construction.
+``benchmarks/calibration.py`` measures the coverage (docs/statistics.md).
 """
 
 import math
@@ -22,10 +22,15 @@ N_RESAMPLES = 4000
 CONFIDENCE = 0.95
 
 
-def _t_quantile(q: float, df: int) -> float:
+def _t_quantile(q: float, df):
     from scipy import stats as scipy_stats  # imported here: workers that only train skip it
 
-    return float(scipy_stats.t.ppf(q, df))
+    return scipy_stats.t.ppf(q, df)
+
+
+def t_half_width(se, df, level: float = CONFIDENCE):
+    """Half the width of a two-sided t interval at ``level`` (scalars or arrays)."""
+    return _t_quantile(0.5 + level / 2, df) * se
 
 
 def _t_sf(x: float, df: int) -> float:
@@ -47,7 +52,7 @@ class Estimate:
     def half_width(self) -> float:
         if self.df < 1 or not math.isfinite(self.se):
             return math.inf
-        return _t_quantile(0.5 + self.level / 2, self.df) * self.se
+        return float(t_half_width(self.se, self.df, self.level))
 
     @property
     def low(self) -> float:

@@ -20,7 +20,7 @@ from filelock import FileLock
 from normcheck import __version__
 from normcheck.atomic import atomic_path
 from normcheck.config import DataSpec, TrainConfig, config_hash
-from normcheck.data import SplitData, load_splits
+from normcheck.data import Images, SplitData
 from normcheck.tracking import Tracker
 from normcheck.train import DeviceData, EpochMetrics, RunResult, train
 
@@ -31,8 +31,8 @@ log = logging.getLogger("normcheck")
 class Study:
     """Runs configurations on one data source and device, into one results folder.
 
-    Each configuration trains on the split its ``split_seed`` names; splits are drawn from
-    the decode cache on first use and kept for the process, the latest one also on the device.
+    Each configuration trains on the split its ``split_seed`` names, drawn from the decoded
+    images, which are read from the decode cache once per process.
     """
 
     data_dir: str | None
@@ -43,28 +43,39 @@ class Study:
     log_model: bool = False
     cache_dir: Path | None = None
     retrain: bool = False  # train even where the experiment has a finished run
-    _splits: dict[int, SplitData] = field(default_factory=dict, repr=False)
-    _device_data: dict[int, DeviceData] = field(default_factory=dict, repr=False)  # one split
+    _images: Images | None = field(default=None, repr=False)
+    _split: SplitData | None = field(default=None, repr=False)  # the latest split drawn
+    _device_data: DeviceData | None = field(default=None, repr=False)  # and on the device
+    _fingerprints: dict[int, str] = field(default_factory=dict, repr=False)
 
     def splits(self, split_seed: int | None = None) -> SplitData:
-        """The split for ``split_seed`` (default: the data spec's own)."""
+        """The split for ``split_seed`` (default: the data spec's own). Only the latest is
+        kept: with a split per replicate, keeping them all would multiply every process's
+        memory by the replicates, and drawing one from the decoded images is an indexing."""
         seed = self.spec.split_seed if split_seed is None else split_seed
-        if seed not in self._splits:
-            self._splits[seed] = load_splits(self.data_dir, replace(self.spec, split_seed=seed),
-                                             self.cache_dir)
-        return self._splits[seed]
+        if self._split is None or self._split.split_seed != seed:
+            if self._images is None:
+                self._images = Images(self.data_dir, self.spec.classes, self.cache_dir)
+            self._split = self._images.splits(replace(self.spec, split_seed=seed))
+            self._fingerprints[seed] = self._split.fingerprint
+        return self._split
+
+    def fingerprint(self, split_seed: int) -> str:
+        """The data fingerprint of a split (part of every configuration's hash)."""
+        if split_seed not in self._fingerprints:
+            self.splits(split_seed)
+        return self._fingerprints[split_seed]
 
     def data(self, split_seed: int) -> DeviceData:
-        """The split as float tensors on the device. Only the latest is kept: with a split per
-        replicate, keeping them all would multiply every worker's memory by the replicates."""
-        if split_seed not in self._device_data:
-            self._device_data.clear()
-            self._device_data[split_seed] = DeviceData.from_splits(self.splits(split_seed),
-                                                                   self.device)
-        return self._device_data[split_seed]
+        """The split as float tensors on the device; only the latest is kept, as in
+        :meth:`splits`."""
+        if self._device_data is None or self._device_data.fingerprint != \
+                self.fingerprint(split_seed):
+            self._device_data = DeviceData.from_splits(self.splits(split_seed), self.device)
+        return self._device_data
 
     def key(self, config: TrainConfig) -> str:
-        return config_hash(config, self.splits(config.split_seed).fingerprint, __version__)
+        return config_hash(config, self.fingerprint(config.split_seed), __version__)
 
     def run(self, config: TrainConfig) -> RunResult:
         """The configuration's result: reused from the experiment, trained now, or read if
@@ -150,7 +161,7 @@ class Study:
         return {"normcheck.config_hash": self.key(config),
                 "normcheck.case_id": config.case_id,
                 "normcheck.cell_id": config.cell_id,
-                "normcheck.data_fingerprint": self.splits(config.split_seed).fingerprint,
+                "normcheck.data_fingerprint": self.fingerprint(config.split_seed),
                 "normcheck.version": __version__,
                 "normcheck.device": str(self.device)}
 

@@ -77,12 +77,27 @@ def load_raw_cached(source: Source, classes: tuple[str, ...], cache_dir: Path) -
 def load_splits(data_dir: str | os.PathLike | None, spec: DataSpec | None = None,
                 cache_dir: Path | None = None) -> SplitData:
     """The train/validation/test splits for ``spec``; images come from the decode cache."""
-    spec = spec or DataSpec()
-    cache_dir = Path(cache_dir or default_cache_dir())
-    protocol = get_protocol(spec.protocol)
-    source = resolve_source(data_dir, cache_dir)
-    raw = load_raw_cached(source, spec.classes, cache_dir)
-    tensors = split(raw, spec.classes, protocol, spec.split_seed, origin=source.describe())
-    return SplitData(**tensors, classes=spec.classes, protocol=protocol.name,
-                     split_seed=spec.split_seed, source=source.describe(),
-                     fingerprint=fingerprint(tensors, spec.classes))
+    return Images(data_dir, (spec or DataSpec()).classes, cache_dir).splits(spec or DataSpec())
+
+
+class Images:
+    """One source's decoded images of some classes, read from the decode cache on first use and
+    kept, so that drawing many splits (a split per replicate) costs an indexing each."""
+
+    def __init__(self, data_dir: str | os.PathLike | None, classes: tuple[str, ...],
+                 cache_dir: Path | None = None) -> None:
+        self.data_dir, self.classes = data_dir, classes
+        self.cache_dir = Path(cache_dir or default_cache_dir())
+        self._loaded: tuple[Source, RawData] | None = None
+
+    def splits(self, spec: DataSpec) -> SplitData:
+        """The train/validation/test splits for ``spec`` (whose classes must be these)."""
+        if self._loaded is None:
+            source = resolve_source(self.data_dir, self.cache_dir)
+            self._loaded = source, load_raw_cached(source, self.classes, self.cache_dir)
+        source, raw = self._loaded
+        protocol = get_protocol(spec.protocol)
+        tensors = split(raw, spec.classes, protocol, spec.split_seed, origin=source.describe())
+        return SplitData(**tensors, classes=spec.classes, protocol=protocol.name,
+                         split_seed=spec.split_seed, source=source.describe(),
+                         fingerprint=fingerprint(tensors, spec.classes))
