@@ -16,11 +16,13 @@ the family was false.
 import argparse
 import time
 
+import numpy as np
 import pandas as pd
 
-from normcheck.hypotheses import declared
+from normcheck.hypotheses import REP_AXIS, Paired, _over_replicates, declared
 from normcheck.simulation import (
     Calibration,
+    Simulator,
     calibrate,
     h1_margin_truth,
     h4_margin_truth,
@@ -29,6 +31,7 @@ from normcheck.simulation import (
     truth_from_table,
     unstable_null_truth,
 )
+from normcheck.stats import replicate_bootstrap, resample_replicates
 
 
 def show(c: Calibration, seconds: float) -> None:
@@ -52,6 +55,25 @@ def show(c: Calibration, seconds: float) -> None:
         frame[col] = frame[col].map("{:.1%}".format)
     print(frame.to_string(index=False))
     print(f"any false verdict in the family: {c.family_false:.1%}")
+
+
+def interval_methods(sims: int, replicates: list[int], rho: float, seed: int) -> None:
+    """Why t intervals: coverage of H1's 95% interval under the null truth, the t interval the
+    suite uses against a percentile interval from the same bootstrap samples."""
+    print("\n## why t intervals: 95% coverage of H1's contrast under the null truth")
+    for r in replicates:
+        simulator, hits = Simulator(null_truth(r, rho)), {"t": 0, "percentile": 0}
+        for i in range(sims):
+            paired = Paired(simulator.table(np.random.default_rng([seed, 99, i])))
+            acc = paired("final_val_acc")
+            diff = acc[..., 1] - acc[..., 0]
+            draws = _over_replicates(resample_replicates(diff, REP_AXIS, seed=i))
+            low, high = np.percentile(draws, [2.5, 97.5])
+            hits["percentile"] += low <= 0 <= high
+            e = replicate_bootstrap(diff, _over_replicates, REP_AXIS, seed=i)
+            hits["t"] += e.low <= 0 <= e.high
+        print(f"{r} replicates: t {hits['t'] / sims:.1%}, percentile "
+              f"{hits['percentile'] / sims:.1%} ({sims} tables)")
 
 
 def main() -> None:
@@ -82,6 +104,7 @@ def main() -> None:
         low = min(c.coverage.values())
         checks.append((f"{truth.name}, {truth.replicates} replicates: lowest 95% coverage "
                        f"{low:.1%}", low >= 0.93))
+    interval_methods(args.sims // 2, args.replicates, args.rho, args.seed)
     print("\n## summary (targets: false verdicts at most "
           f"{alpha:.0%} under each boundary truth, coverage at least 93%)")
     for text, ok in checks:

@@ -28,6 +28,8 @@ GRIDS = {
     "no_high_lr.toml": 'extends = "quick"\n[grid]\nlr = [0.003, 0.001]\n',
     "one_lr.toml": 'extends = "quick"\n[grid]\nlr = [0.01]\n',
     "bn_only.toml": 'extends = "quick"\n[grid]\nnorm = ["batchnorm"]\n',
+    "one_width.toml": 'extends = "quick"\n[grid]\nfc_units = [64]\n',
+    "big_dropout.toml": 'extends = "quick"\n[grid]\ndropout = [0.0, 1.0]\n',
 }
 
 
@@ -44,6 +46,9 @@ GRIDS = {
     (("--grid", "no_high_lr.toml"), "H2 needs lr=0.01 and a lower lr; the grid has lr=[0.003,"),
     (("--grid", "one_lr.toml"), "H3 needs two or more learning rates; the grid has lr=[0.01]"),
     (("--grid", "bn_only.toml"), "compares norm='none' with norm='batchnorm'"),
+    (("--grid", "one_width.toml"), "H4 needs two or more fc_units (it tests the lr x fc_units "
+                                   "interaction); the grid has fc_units=[64]"),
+    (("--grid", "big_dropout.toml"), "dropout=1.0 is invalid: use a number in [0, 1)"),
     (("--expect-verdicts", "nowhere.toml"), "--expect-verdicts: nowhere.toml: cannot read"),
     (("--data-dir", "/no/such/folder"), "data: /no/such/folder: data folder does not exist"),
     (("--mlflow-uri", "http://127.0.0.1:9"), "MLflow tracking server http://127.0.0.1:9 cannot "
