@@ -155,3 +155,15 @@ def suite(pytester: pytest.Pytester, seed_batches: Path, empty_store: Path,
     monkeypatch.setenv("NORMCHECK_CACHE", str(pytester.path / "cache"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return Suite(pytester, seed_batches, empty_store)
+
+
+def within_cells(data: np.ndarray, axis: int, n_resamples: int, seed: int) -> np.ndarray:
+    """Broken on purpose, as version 1's bootstrap was: every cell (the axes before ``axis``)
+    draws its own replicates; a replicate's arms (the axes after it) stay together. Tests patch
+    ``stats.resample_replicates`` with it to see their checks fail."""
+    rng = np.random.default_rng(seed)
+    n, cells = data.shape[axis], data.shape[:axis]
+    flat = data.reshape(-1, n, *data.shape[axis + 1:])
+    idx = rng.integers(0, n, size=(n_resamples, len(flat), n))
+    picked = flat[np.arange(len(flat))[None, :, None], idx]
+    return picked.reshape(n_resamples, *cells, *picked.shape[2:])

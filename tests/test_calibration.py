@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import within_cells
 
 from normcheck import hypotheses, stats
 from normcheck.simulation import (
@@ -65,16 +66,6 @@ def test_effects_of_the_studys_size_are_found() -> None:
 
 
 # --- the same checks with the statistics broken on purpose --------------------------------
-
-def within_cells(data: np.ndarray, axis: int, n_resamples: int, seed: int) -> np.ndarray:
-    """The old bootstrap's unit: every cell draws its own replicates."""
-    rng = np.random.default_rng(seed)
-    n, cells = data.shape[axis], data.shape[:axis]
-    flat = data.reshape(-1, n, *data.shape[axis + 1:])
-    idx = rng.integers(0, n, size=(n_resamples, len(flat), n))
-    picked = flat[np.arange(len(flat))[None, :, None], idx]
-    return picked.reshape(n_resamples, *cells, *picked.shape[2:])
-
 
 def test_resampling_cells_instead_of_replicates_loses_coverage(monkeypatch) -> None:
     # a replicate's paired differences strongly correlated across its cells

@@ -7,6 +7,7 @@ would assert nothing.
 
 import numpy as np
 import pytest
+from conftest import within_cells
 from scipy import stats as scipy_stats
 
 from normcheck import stats
@@ -46,17 +47,6 @@ def coverage(sims: int = SIMS, replicates: int = REPLICATES) -> float:
 
 def test_interval_covers_at_its_level_with_replicates_correlated_across_cells() -> None:
     assert 0.93 <= coverage() <= 0.97
-
-
-def within_cells(data: np.ndarray, axis: int, n_resamples: int, seed: int) -> np.ndarray:
-    """Broken on purpose, as the old bootstrap was: every cell (the axes before ``axis``) draws
-    its own replicates; a replicate's arms (the axes after it) stay together."""
-    rng = np.random.default_rng(seed)
-    n, cells = data.shape[axis], data.shape[:axis]
-    flat = data.reshape(-1, n, *data.shape[axis + 1:])
-    idx = rng.integers(0, n, size=(n_resamples, len(flat), n))
-    picked = flat[np.arange(len(flat))[None, :, None], idx]
-    return picked.reshape(n_resamples, *cells, *picked.shape[2:])
 
 
 def pairs_split(data: np.ndarray, axis: int, n_resamples: int, seed: int) -> np.ndarray:
