@@ -85,10 +85,15 @@ def main() -> None:
     parser.add_argument("--metrics", default=None,
                         help="a metrics.csv whose effects and noise to simulate (power)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--truths", nargs="*", default=["null", "equal-instability",
+                                                         "h1-margin", "h4-margin", "study-like"],
+                        help="which simulated truths (default: all; none with --metrics only)")
     args = parser.parse_args()
     alpha = declared()["family"]["alpha"]
-    builders = [null_truth, unstable_null_truth, h1_margin_truth, h4_margin_truth, study_truth]
-    truths = [b(r, args.rho) for b in builders for r in args.replicates]
+    builders = {"null": null_truth, "equal-instability": unstable_null_truth,
+                "h1-margin": h1_margin_truth, "h4-margin": h4_margin_truth,
+                "study-like": study_truth}
+    truths = [builders[name](r, args.rho) for name in args.truths for r in args.replicates]
     if args.metrics:
         measured = truth_from_table(pd.read_csv(args.metrics), f"measured ({args.metrics})")
         truths += [measured.with_replicates(r) for r in args.replicates]
