@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from normcheck.hypotheses import REP_AXIS, Paired, _over_replicates, declared
+from normcheck.hypotheses import REP_AXIS, Paired, declared, over_replicates
 from normcheck.simulation import (
     Calibration,
     Simulator,
@@ -67,10 +67,10 @@ def interval_methods(sims: int, replicates: list[int], rho: float, seed: int) ->
             paired = Paired(simulator.table(np.random.default_rng([seed, 99, i])))
             acc = paired("final_val_acc")
             diff = acc[..., 1] - acc[..., 0]
-            draws = _over_replicates(resample_replicates(diff, REP_AXIS, seed=i))
+            draws = over_replicates(resample_replicates(diff, REP_AXIS, seed=i))
             low, high = np.percentile(draws, [2.5, 97.5])
             hits["percentile"] += low <= 0 <= high
-            e = replicate_bootstrap(diff, _over_replicates, REP_AXIS, seed=i)
+            e = replicate_bootstrap(diff, over_replicates, REP_AXIS, seed=i)
             hits["t"] += e.low <= 0 <= e.high
         print(f"{r} replicates: t {hits['t'] / sims:.1%}, percentile "
               f"{hits['percentile'] / sims:.1%} ({sims} tables)")

@@ -165,7 +165,7 @@ def _nanmean(a: np.ndarray, axis) -> np.ndarray:
         return np.nanmean(a, axis=axis)
 
 
-def _over_replicates(per_cell: np.ndarray) -> np.ndarray:
+def over_replicates(per_cell: np.ndarray) -> np.ndarray:
     """(batch, lr, fc, dropout, replicate) -> (batch,): mean over each replicate's cells, then
     over replicates, so every replicate weighs the same."""
     return _nanmean(_nanmean(per_cell, axis=(1, 2, 3)), axis=1)
@@ -234,7 +234,7 @@ def check_h1(paired: Paired, spec: dict) -> Evidence:
     h = spec["H1"]
     acc = paired(spec["family"]["metric"])
     diff = acc[..., 1] - acc[..., 0]  # (lr, fc, dropout, replicate)
-    estimate = _estimate(diff, _over_replicates)
+    estimate = _estimate(diff, over_replicates)
     m = h["margin"]
     part = Part(f"mean paired difference of {spec['family']['metric_label']}, batchnorm - none",
                 estimate, f"> {-m:g} (non-inferior), > 0 (superior)")
@@ -261,8 +261,8 @@ def check_h2(paired: Paired, spec: dict) -> Evidence:
     high, low = paired.lrs.index(h["high_lr"]), len(paired.lrs) - 1
     unstable, acc = paired("unstable"), paired(spec["family"]["metric"])
     rate_diff = _estimate(unstable[high:high + 1, ..., 0] - unstable[high:high + 1, ..., 1],
-                          _over_replicates)
-    drop = _estimate(acc[low:low + 1, ..., 0] - acc[high:high + 1, ..., 0], _over_replicates)
+                          over_replicates)
+    drop = _estimate(acc[low:low + 1, ..., 0] - acc[high:high + 1, ..., 0], over_replicates)
     hi, lo = f"{h['high_lr']:g}", f"{paired.lrs[low]:g}"
     parts = (Part(f"unstable-run rate at lr={hi}, none - batchnorm", rate_diff, "> 0"),
              Part(f"none's {spec['family']['metric_label']} at lr={lo} minus at lr={hi}",
@@ -351,7 +351,7 @@ def smoothness_pairs(paired: Paired) -> tuple[np.ndarray, int]:
 def check_h5(paired: Paired, spec: dict) -> Evidence:
     log_ratio, left_out = smoothness_pairs(paired)
     estimate, *per_lr = _estimates(log_ratio, lambda d: np.column_stack(
-        [_over_replicates(d)] + [_over_replicates(d[:, i:i + 1]) for i in range(len(d[0]))]))
+        [over_replicates(d)] + [over_replicates(d[:, i:i + 1]) for i in range(len(d[0]))]))
     part = Part("mean paired log ratio of beta-smoothness, log(none / batchnorm)", estimate,
                 "> 0")
     beta = paired("beta_smoothness")
@@ -375,7 +375,7 @@ def headline(table: pd.DataFrame) -> dict[str, dict[str, Estimate]]:
     over replicates: the study's metric with nothing selected on the validation set."""
     paired = Paired(table)
     arrays = {metric: paired(metric) for metric in ("final_val_acc", "test_acc")}
-    return {norm: {metric: _estimate(a[..., n], _over_replicates)
+    return {norm: {metric: _estimate(a[..., n], over_replicates)
                    for metric, a in arrays.items()} for n, norm in enumerate(NORMS)}
 
 

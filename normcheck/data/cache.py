@@ -77,7 +77,8 @@ def load_raw_cached(source: Source, classes: tuple[str, ...], cache_dir: Path) -
 def load_splits(data_dir: str | os.PathLike | None, spec: DataSpec | None = None,
                 cache_dir: Path | None = None) -> SplitData:
     """The train/validation/test splits for ``spec``; images come from the decode cache."""
-    return Images(data_dir, (spec or DataSpec()).classes, cache_dir).splits(spec or DataSpec())
+    spec = spec or DataSpec()
+    return Images(data_dir, spec.classes, cache_dir).splits(spec)
 
 
 class Images:
