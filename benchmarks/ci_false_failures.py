@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from normcheck import hypotheses
+from normcheck import hypotheses, regression
 from normcheck.data import load_splits
 from normcheck.grid import load_grid
 
@@ -54,8 +54,7 @@ def main() -> None:
                         help="replicates per configuration (default: the quick grid's)")
     args = parser.parse_args()
     fingerprint = load_splits(args.data_dir, load_grid("quick").data).fingerprint
-    recorded = hypotheses.recorded_for(hypotheses.load_recorded_verdicts(RECORD), "quick",
-                                       fingerprint)
+    recorded = regression.recorded_for(regression.load(RECORD), "quick", fingerprint)
     if not recorded:
         raise SystemExit(f"{RECORD} has no record for the quick grid on this data "
                          f"(fingerprint {fingerprint})")
@@ -64,8 +63,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.base_seeds:
             verdicts, seconds = run(seed, args.seeds, args.data_dir, Path(tmp))
-            changed = [v.name for v in verdicts if recorded.get(v.name) != v.verdict]
-            rows.append({"base_seed": seed, **{v.name: v.verdict for v in verdicts},
+            changed = [v.name for v in verdicts if recorded.get(v.name) != v.outcome]
+            rows.append({"base_seed": seed, **{v.name: v.outcome for v in verdicts},
                          "check": "FAIL: " + ", ".join(changed) if changed else "pass",
                          "wall_s": round(seconds, 1)})
             print(rows[-1], flush=True)

@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from normcheck.config import DataSpec, TrainConfig
 from normcheck.data import load_splits
 from normcheck.device import cpu_count
+from normcheck.records import DataSpec, TrainConfig
 from normcheck.train import DeviceData, train
 
 

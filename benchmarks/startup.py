@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from normcheck.config import DataSpec
 from normcheck.data import load_splits
+from normcheck.records import DataSpec
 from normcheck.tracking import Tracker
 
 

@@ -27,10 +27,10 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import ToTensor
 
-from normcheck.config import DataSpec, TrainConfig
 from normcheck.data import SplitData, load_splits
 from normcheck.device import cpu_count, select_device
 from normcheck.model import CompactCNN
+from normcheck.records import DataSpec, TrainConfig
 from normcheck.stability import PROBE_BATCH, PROBE_STEPS
 from normcheck.train import DeviceData, train
 

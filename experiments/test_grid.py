@@ -1,6 +1,6 @@
 """One test case per grid configuration: train it (once per session) and log it to MLflow."""
 
-from normcheck.config import TrainConfig
+from normcheck.records import TrainConfig
 from normcheck.study import Study
 
 

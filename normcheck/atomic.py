@@ -1,4 +1,8 @@
-"""Atomic file writes: readers see the old file or the whole new one, never half of one."""
+"""Atomic file writes: readers see the old file or the whole new one, never half of one.
+
+The temporary file is created private (0600); before it takes the final name it gets the
+permissions the user's umask gives any new file, so reports are as readable as the user says.
+"""
 
 import contextlib
 import os
@@ -14,6 +18,14 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

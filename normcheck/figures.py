@@ -6,13 +6,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from normcheck import norms
 from normcheck.atomic import atomic_path
-from normcheck.train import RunResult
+from normcheck.records import RunResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-NORM_COLORS = {"none": "tab:red", "batchnorm": "tab:blue"}
+
+def _norms(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """(name, colour) of each normalisation in ``frame``, in the vocabulary's order."""
+    return [(name, norms.get(name).color) for name in norms.ordered(frame["norm"].unique())]
 
 
 def _figure(width: float, height: float) -> "Figure":
@@ -58,8 +62,8 @@ def heatmap(mean: pd.DataFrame, sd: pd.DataFrame | None, title: str, path: Path,
 
 
 def learning_curves(results: list[RunResult], path: Path) -> Path:
-    """Validation accuracy per epoch: a panel per (fc_units, dropout) row and lr column, none
-    against batchnorm, the mean over replicates with a band from the lowest to the highest."""
+    """Validation accuracy per epoch: a panel per (fc_units, dropout) row and lr column, a line
+    per norm, the mean over replicates with a band from the lowest to the highest."""
     rows = [{"lr": r.config.lr, "fc_units": r.config.fc_units, "dropout": r.config.dropout,
              "norm": r.config.norm, "seed": r.config.seed, "epoch": m.epoch, "val_acc": m.val_acc}
             for r in results for m in r.history]
@@ -71,7 +75,7 @@ def learning_curves(results: list[RunResult], path: Path) -> Path:
     for row, (fc, dropout) in enumerate(lines):
         for col, lr in enumerate(lrs):
             ax = axes[row][col]
-            for norm, color in NORM_COLORS.items():
+            for norm, color in _norms(frame):
                 runs = frame[(frame["lr"] == lr) & (frame["fc_units"] == fc) &
                              (frame["dropout"] == dropout) & (frame["norm"] == norm)]
                 if runs.empty:
@@ -97,7 +101,7 @@ def instability(table: pd.DataFrame, path: Path) -> Path:
     fig = _figure(4.2 * len(lrs), 3.8)
     axes = fig.subplots(1, len(lrs), sharex=True, sharey=True, squeeze=False)[0]
     for ax, lr in zip(axes, lrs, strict=True):
-        for norm, color in NORM_COLORS.items():
+        for norm, color in _norms(table):
             runs = table[(table["lr"] == lr) & (table["norm"] == norm)]
             stable = runs[~runs["unstable"].astype(bool)]
             ax.scatter(stable["best_val_acc"], stable["final_val_acc"].fillna(0), color=color,
@@ -126,8 +130,11 @@ def smoothness(table: pd.DataFrame, path: Path) -> Path:
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     lrs = sorted(table["lr"].unique())
     dead = table[["collapsed", "diverged"]].fillna(0).astype(bool).any(axis=1)
+    present = _norms(table)
+    offsets = (np.arange(len(present)) - (len(present) - 1) / 2) * 0.3 / max(
+        1, len(present) - 1)
     for ax, metric in zip(axes, metrics, strict=True):
-        for offset, (norm, color) in zip((-0.15, 0.15), NORM_COLORS.items(), strict=True):
+        for offset, (norm, color) in zip(offsets, present, strict=True):
             for k, lr in enumerate(lrs):
                 here = (table["lr"] == lr) & (table["norm"] == norm)
                 for hollow in (False, True):

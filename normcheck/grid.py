@@ -7,8 +7,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from normcheck.config import ConfigError, DataSpec, TrainConfig
-from normcheck.data.split import PROTOCOLS
+from normcheck import norms
+from normcheck.records import PROTOCOLS, ConfigError, DataSpec, TrainConfig
 
 AXES = {"lr": float, "fc_units": int, "norm": str}
 OPTIONAL_AXES = {"dropout": float}  # an axis when [grid] lists it, else fixed in [train]
@@ -32,7 +32,7 @@ class Grid:
     fc_units: tuple[int, ...]
     norm: tuple[str, ...]
     dropout: tuple[float, ...]
-    train: tuple[tuple[str, Any], ...]  # the fixed TrainConfig settings, as sorted items
+    base: TrainConfig  # the fixed settings and first seed; each configuration sets the axes
     data: DataSpec
     seeds: int = 1  # replicates per cell: seeds base, base+1, ...
     resample_split: bool = False  # each replicate also draws its own train/validation split
@@ -43,7 +43,12 @@ class Grid:
 
     @property
     def base_seed(self) -> int:
-        return int(dict(self.train).get("seed", TrainConfig.seed))
+        return self.base.seed
+
+    @property
+    def arms(self) -> list[str]:
+        """The normalisations the hypotheses compare with none."""
+        return norms.arms(self.norm)
 
     def configs(self) -> list[TrainConfig]:
         """Every (lr, fc_units, dropout, norm, replicate), in the order the profile lists them.
@@ -51,21 +56,17 @@ class Grid:
         Replicate i uses seed base+i (and split split_seed+i when splits resample); every cell
         and norm sees the same split and batch order, so runs are compared pair by pair.
         """
-        fixed = {k: v for k, v in self.train if k not in ("seed", "dropout")}
-        return [TrainConfig(lr=lr, fc_units=fc, norm=norm, dropout=dropout,
-                            seed=self.base_seed + i,
-                            split_seed=self.data.split_seed + (i if self.resample_split else 0),
-                            **fixed)
+        return [replace(self.base, lr=lr, fc_units=fc, norm=norm, dropout=dropout,
+                        seed=self.base_seed + i,
+                        split_seed=self.data.split_seed + (i if self.resample_split else 0))
                 for lr, fc, dropout, norm, i in itertools.product(
                     self.lr, self.fc_units, self.dropout, self.norm, range(self.seeds))]
 
     def with_replicates(self, seeds: int | None = None, base_seed: int | None = None,
                         resample_split: bool | None = None) -> "Grid":
         """This grid with command-line overrides of the replicate settings."""
-        train = dict(self.train)
-        if base_seed is not None:
-            train["seed"] = base_seed
-        return replace(self, train=tuple(sorted(train.items())),
+        base = self.base if base_seed is None else replace(self.base, seed=base_seed)
+        return replace(self, base=base,
                        seeds=self.seeds if seeds is None else seeds,
                        resample_split=(self.resample_split if resample_split is None
                                        else resample_split))
@@ -187,9 +188,10 @@ def load_grid(name_or_path: str) -> Grid:
             raise GridError(f"{origin}: replicates.{key}={replicates[key]!r} must be "
                             f"{'true or false' if kind is bool else 'an integer'}")
     try:
+        base = TrainConfig(lr=axes["lr"][0], fc_units=axes["fc_units"][0],
+                           norm=axes["norm"][0], dropout=axes["dropout"][0], **train)
         result = Grid(name=name_or_path, description=str(raw.get("description", "")),
-                      train=tuple(sorted(train.items())), data=DataSpec(**data), **axes,
-                      **replicates)
+                      base=base, data=DataSpec(**data), **axes, **replicates)
         result.configs()  # validates every value through TrainConfig
     except (ConfigError, GridError, TypeError) as exc:
         raise GridError(f"{origin}: {exc}") from exc

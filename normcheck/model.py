@@ -1,16 +1,9 @@
-"""The study's compact CNN, with the normalization layer as a parameter."""
-
-from collections.abc import Callable
+"""The study's compact CNN, with the normalization layer (``normcheck.norms``) as a parameter."""
 
 import torch
 from torch import nn
 
-# norm name -> (2-d layer factory, 1-d layer factory), each taking a channel count.
-# Adding layernorm or groupnorm is one entry here.
-NORM_LAYERS: dict[str, tuple[Callable[[int], nn.Module], Callable[[int], nn.Module]]] = {
-    "none": (lambda c: nn.Identity(), lambda c: nn.Identity()),
-    "batchnorm": (nn.BatchNorm2d, nn.BatchNorm1d),
-}
+from normcheck import norms
 
 
 class CompactCNN(nn.Module):
@@ -30,24 +23,22 @@ class CompactCNN(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if norm not in NORM_LAYERS:
-            raise ValueError(f"unknown norm {norm!r}; choose one of {sorted(NORM_LAYERS)}")
-        norm2d, norm1d = NORM_LAYERS[norm]
+        layer = norms.get(norm).layer  # (channels, spatial) -> module
         c1, c2 = base_channels, 2 * base_channels
         self.features = nn.Sequential(
             nn.Conv2d(3, c1, kernel_size=3, padding=1),
-            norm2d(c1),
+            layer(c1, True),
             nn.MaxPool2d(2),
             nn.ReLU(),
             nn.Conv2d(c1, c2, kernel_size=3, padding=1),
-            norm2d(c2),
+            layer(c2, True),
             nn.MaxPool2d(2),
             nn.ReLU(),
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
             nn.Linear(c2 * 8 * 8, fc_units),
-            norm1d(fc_units),
+            layer(fc_units, False),
             nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(fc_units, num_classes),

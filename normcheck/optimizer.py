@@ -1,9 +1,9 @@
 """Adam, as the study trains with it: torch's fused Adam kernel, called without torch.optim.
 
 ``torch.optim.Adam`` computes exactly this (``fused=True``, L2 weight decay), but the first
-optimizer a process builds imports torch's compiler stack (``torch._dynamo``, sympy: about
-900 modules, 2.8 s and 140 MiB of resident memory on the 2-core machine), which every xdist
-worker would pay before its first training step and never use. Calling the same kernel,
+optimizer a process builds imports torch's compiler stack (``torch._dynamo`` and sympy), which
+every xdist worker would pay for in start-up time and memory before its first training step
+and never use (measured in ``benchmarks/startup.py``). Calling the same kernel,
 ``torch._fused_adam_``, gives bit-identical updates (``tests/test_model_and_train.py``).
 """
 

@@ -1,5 +1,7 @@
 """Reports: the per-run and per-configuration tables, their CSV files, and ``report.md``."""
 
+import hashlib
+import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -7,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from normcheck import figures
+from normcheck import __version__, figures, norms
 from normcheck.atomic import atomic_path
 from normcheck.hypotheses import Verdict, declared, headline
+from normcheck.norms import CONTROL
+from normcheck.records import RunResult
 from normcheck.stats import Estimate, t_half_width
-from normcheck.train import RunResult
 
-# metrics.csv columns (one row per run), documented in the README.
+# metrics.csv columns (one row per run), documented in docs/reports.md.
 PARAM_COLUMNS = ["case_id", "lr", "fc_units", "norm", "seed", "split_seed", "epochs",
                  "batch_size", "weight_decay", "dropout", "base_channels"]
 METRIC_COLUMNS = ["best_val_acc", "best_epoch", "final_val_acc", "final_val_loss",
@@ -29,13 +32,14 @@ SUMMARY_METRICS = ["final_val_acc", "test_acc", "best_val_acc", "final_train_acc
                    "volatility", "max_grad_norm", "beta_smoothness", "train_seconds"]
 CI_METRICS = ["final_val_acc", "test_acc"]  # also given a 95% t interval over replicates
 CELL = ["lr", "fc_units", "dropout", "norm"]
-NORM_ORDER = {"none": 0, "batchnorm": 1}
+FIGURES_STAMP = ".normcheck-figures.json"  # what the figures in a folder were drawn from
 
 
 def _sort(frame: pd.DataFrame, extra: list[str]) -> pd.DataFrame:
+    order = {name: i for i, name in enumerate(norms.ordered(frame["norm"].unique()))}
     return frame.sort_values(CELL + extra,
                              ascending=[False, True, True, True] + [True] * len(extra),
-                             key=lambda c: c.map(NORM_ORDER) if c.name == "norm" else c,
+                             key=lambda c: c.map(order) if c.name == "norm" else c,
                              ignore_index=True)
 
 
@@ -114,10 +118,10 @@ def _rows(verdicts: list[Verdict]) -> list[tuple[str, ...]]:
     rows = []
     for v in verdicts:
         if not v.parts:
-            rows.append((v.name, v.verdict, "-", "-", "-", "-", "-", "not estimated"))
+            rows.append((v.name, v.outcome, "-", "-", "-", "-", "-", "not estimated"))
         for k, part in enumerate(v.parts):
             e = part.estimate
-            rows.append(("" if k else v.name, "" if k else v.verdict, f"{e.value:+.4f}",
+            rows.append(("" if k else v.name, "" if k else v.outcome, f"{e.value:+.4f}",
                          f"[{e.low:+.4f}, {e.high:+.4f}]", f"{e.level:.2%}", part.claim,
                          "" if k else f"{v.p_value:.4f}", part.label))
     return rows
@@ -185,25 +189,54 @@ def write_reports(results: list[RunResult], folder: Path, verdicts: list[Verdict
 
 def _heatmaps(summary: pd.DataFrame, folder: Path) -> list[Path]:
     """Final validation accuracy over lr x fc_units per norm (and dropout, when it varies),
-    and BatchNorm minus none."""
+    and each normalisation minus none."""
     written = []
-    norms = list(dict.fromkeys(summary["norm"]))
+    names = norms.ordered(summary["norm"].unique())
     dropouts = sorted(summary["dropout"].unique())
     for d in dropouts:
         tag = f"_dropout{d:g}" if len(dropouts) > 1 else ""
         at = f", dropout={d:g}" if len(dropouts) > 1 else ""
-        for norm in norms:
+        for norm in names:
             written.append(figures.heatmap(
                 _pivot(summary, norm, d, "final_val_acc_mean"),
                 _pivot(summary, norm, d, "final_val_acc_std"),
                 f"final validation accuracy, norm={norm}{at}\n(mean ± sd over replicates)",
                 folder / f"heatmap_{norm}{tag}.png"))
-        if {"none", "batchnorm"} <= set(norms):
-            diff = (_pivot(summary, "batchnorm", d, "final_val_acc_mean") -
-                    _pivot(summary, "none", d, "final_val_acc_mean"))
+        for arm in (norms.arms(names) if CONTROL in names else []):
+            diff = (_pivot(summary, arm, d, "final_val_acc_mean") -
+                    _pivot(summary, CONTROL, d, "final_val_acc_mean"))
             written.append(figures.heatmap(
-                diff, None, f"batchnorm minus none{at}\n(mean final validation accuracy)",
-                folder / f"heatmap_batchnorm_minus_none{tag}.png", diverging=True))
+                diff, None, f"{arm} minus {CONTROL}{at}\n(mean final validation accuracy)",
+                folder / f"heatmap_{arm}_minus_{CONTROL}{tag}.png", diverging=True))
+    return written
+
+
+def _figures_key(table: pd.DataFrame, results: list[RunResult]) -> str:
+    """A digest of everything the figures are drawn from, and the code that draws them."""
+    digest = hashlib.sha256(f"{__version__}\n".encode())
+    digest.update(table.drop(columns=["train_seconds"]).to_csv(index=False).encode())
+    digest.update(json.dumps(sorted((r.config.case_id, [m.val_acc for m in r.history])
+                                    for r in results)).encode())
+    return digest.hexdigest()
+
+
+def _draw_figures(results: list[RunResult], table: pd.DataFrame, summary: pd.DataFrame,
+                  folder: Path) -> list[Path]:
+    """The figures, drawn again only when what they show changed: a rebuild of a session
+    whose runs were all reused redraws nothing."""
+    key, stamp = _figures_key(table, results), folder / FIGURES_STAMP
+    try:
+        drawn = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        drawn = {}
+    if drawn.get("key") == key and all((folder / name).exists() for name in drawn["files"]):
+        return [folder / name for name in drawn["files"]]
+    written = _heatmaps(summary, folder)
+    written.append(figures.learning_curves(results, folder / "learning_curves.png"))
+    written.append(figures.instability(table, folder / "instability.png"))
+    written.append(figures.smoothness(table, folder / "smoothness.png"))
+    with atomic_path(stamp) as tmp:
+        tmp.write_text(json.dumps({"key": key, "files": [p.name for p in written]}))
     return written
 
 
@@ -213,10 +246,7 @@ def _write_all(results: list[RunResult], folder: Path, verdicts: list[Verdict] |
     table = results_table(results)
     summary = summary_table(table)
     written = write_tables(table, summary, folder)
-    written += _heatmaps(summary, folder)
-    written.append(figures.learning_curves(results, folder / "learning_curves.png"))
-    written.append(figures.instability(table, folder / "instability.png"))
-    written.append(figures.smoothness(table, folder / "smoothness.png"))
+    written += _draw_figures(results, table, summary, folder)
     head = headline(table) if verdicts else None
     written.append(_write_markdown(folder / "report.md", table, summary, verdicts or [], head,
                                    context or {}, [p.name for p in written]))
@@ -233,19 +263,28 @@ def answer(verdicts: list[Verdict], head: dict[str, dict[str, Estimate]],
     then the caveats."""
     replicates, cells = table["seed"].nunique(), len(table) // max(table["seed"].nunique(), 1)
     epochs = int(table["epochs"].iloc[0])
+    reached = "; ".join(f"{norms.get(arm).label} reached a final validation accuracy of "
+                        f"{_ci(head[arm]['final_val_acc'])} and test accuracy "
+                        f"{_ci(head[arm]['test_acc'])}" for arm in norms.arms(head))
     lead = (f"**Answer.** Over {replicates} replicates of {cells} configurations (each "
             f"replicate its own seed{' and train/validation split' if _splits_vary(table) else ''}"
-            f"), BatchNorm reached a final validation accuracy of "
-            f"{_ci(head['batchnorm']['final_val_acc'])} and test accuracy "
-            f"{_ci(head['batchnorm']['test_acc'])}, against {_ci(head['none']['final_val_acc'])}"
-            f" and {_ci(head['none']['test_acc'])} without normalization (means over every "
+            f"), {reached}, against {_ci(head[CONTROL]['final_val_acc'])}"
+            f" and {_ci(head[CONTROL]['test_acc'])} without normalization (means over every "
             "cell, 95% CIs over replicates).")
-    claims = " ".join(f"{v.plain} (**{v.name} {v.verdict}**)." for v in verdicts if v.plain)
+    claims = " ".join(f"{v.plain} (**{v.name} {v.outcome}**)." for v in verdicts if v.plain)
     caveats = (f"Intervals in the claims are read at the level Holm's procedure judged each "
                f"hypothesis at, unless marked 95%. Caveats: one data set (three CIFAR-10 "
                f"classes, 32x32), {epochs} epochs, one small CNN trained with Adam, and "
                f"{replicates} replicates; a verdict says what these runs support, not more.")
     return " ".join([lead, claims, caveats])
+
+
+def _labels(table: pd.DataFrame) -> str:
+    """The normalisations compared with none, in prose: "BatchNorm", "BatchNorm or LayerNorm"."""
+    labels = [norms.get(arm).label for arm in norms.arms(table["norm"].unique())]
+    if not labels:
+        return "normalization"
+    return " or ".join([", ".join(labels[:-1]), labels[-1]] if len(labels) > 2 else labels)
 
 
 def _splits_vary(table: pd.DataFrame) -> bool:
@@ -270,7 +309,7 @@ def _family(verdicts: list[Verdict]) -> str:
     family = spec["family"]
     return (f"Registration: `hypotheses.toml` version {spec['version']} (registered "
             f"{spec['registered']}; its history says what changed from earlier versions and "
-            f"after seeing what). {', '.join(family['members'])} are one family: Holm's "
+            f"after seeing what). {', '.join(v.name for v in verdicts)} are one family: Holm's "
             f"step-down procedure keeps the chance of any false verdict at or below "
             f"{family['alpha']:g}, so each hypothesis's intervals are shown at the level it was "
             f"judged at. Metric: {family['metric_label']} (nothing selected on the validation "
@@ -291,7 +330,8 @@ def _write_markdown(path: Path, table: pd.DataFrame, summary: pd.DataFrame,
         "# normcheck report",
         answer(verdicts, head, table) if verdicts and head else
         "_No answer: the grid is incomplete, so the hypotheses were not evaluated._",
-        "**Question.** Does BatchNorm make a compact CNN less sensitive to learning rate and "
+        f"**Question.** Does {_labels(table)} make a compact CNN less sensitive to learning "
+        "rate and "
         "model capacity, and does it stabilize training? CIFAR-10 classes "
         f"{context.get('classes', 'cat, dog, horse')}.",
         "## Verdicts",
@@ -323,7 +363,8 @@ def _write_markdown(path: Path, table: pd.DataFrame, summary: pd.DataFrame,
         "a dead network is trivially smooth.",
         image("smoothness.png", "smoothness"),
         f"```\n{h5.message}\n```" if h5 else "",
-        "Columns of `metrics.csv` and `summary.csv` are described in the README.",
+        "Columns of `metrics.csv` and `summary.csv` are described in normcheck's "
+        "`docs/reports.md`.",
     ]
     with atomic_path(path) as tmp:
         tmp.write_text("\n\n".join(s for s in sections if s) + "\n")

@@ -17,16 +17,17 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from normcheck.hypotheses import NORMS, Paired, declared, evaluate, smoothness_pairs
+from normcheck.hypotheses import Paired, declared, evaluate, smoothness_pairs
 
 LRS, FCS = (0.01, 0.003, 0.001), (32, 64, 128)
+NORMS = ("none", "batchnorm")  # the arms simulated: the study's two
 CHANCE = 1 / 3
 
 
 @dataclass(frozen=True, eq=False)
 class Truth:
     """What a simulated study's results are drawn from. Arrays have shape (lr, fc, norm), the
-    lr axis high first, norms as in ``hypotheses.NORMS``."""
+    lr axis high first, norms as in ``NORMS``."""
 
     name: str
     acc: np.ndarray  # mean final validation accuracy of a stable run
@@ -275,8 +276,8 @@ def calibrate(truth: Truth, sims: int, seed: int = 0, spec: dict | None = None) 
         any_false = False
         for v in verdicts:
             rates.setdefault(v.name, {})
-            rates[v.name][v.verdict] = rates[v.name].get(v.verdict, 0) + 1 / sims
-            wrong = false_verdict(v.name, v.verdict, values, spec)
+            rates[v.name][v.outcome] = rates[v.name].get(v.outcome, 0) + 1 / sims
+            wrong = false_verdict(v.name, v.outcome, values, spec)
             false[v.name] += wrong / sims
             any_false |= wrong
         family_false += any_false / sims

@@ -1,4 +1,4 @@
-"""Stability science: run-level instability signals, and a cheap probe of the loss landscape.
+"""A cheap probe of the loss landscape, measured during training.
 
 The probe follows Santurkar et al. 2018 ("How Does Batch Normalization Help Optimization?"):
 from the current weights, move along the step the optimizer would take and measure how much
@@ -10,16 +10,11 @@ the step is Adam's own update, whose length has little to do with lr x the gradi
 import copy
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-if TYPE_CHECKING:
-    from normcheck.train import EpochMetrics
-
-COLLAPSE_MARGIN = 0.05  # a run has collapsed if its final accuracy is this close to chance
 PROBE_BATCH = 128  # images in the fixed probe batch, the classes equally represented
 PROBE_STEPS = (0.5, 1.0, 2.0)  # distances moved, as multiples of the optimizer's update
 
@@ -102,19 +97,3 @@ def landscape_probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: 
             module.momentum = 0.0
     params = list(probe.parameters())
     return probe_along(lambda: F.cross_entropy(probe(x), y), params, update)
-
-
-def run_signals(history: "list[EpochMetrics]", initial_train_loss: float, diverged: bool,
-                num_classes: int) -> dict[str, float]:
-    """Instability signals of one run: diverged, collapsed, loss going up, and volatility."""
-    if not history:
-        return {"collapsed": math.nan, "loss_up": math.nan, "volatility": math.nan,
-                "unstable": float(diverged)}
-    last = history[-1]
-    collapsed = abs(last.val_acc - 1 / max(num_classes, 1)) <= COLLAPSE_MARGIN
-    loss_up = not last.train_loss < initial_train_loss  # NaN counts as up
-    accs = [m.val_acc for m in history]
-    volatility = (sum(abs(b - a) for a, b in zip(accs, accs[1:], strict=False)) /
-                  (len(accs) - 1)) if len(accs) > 1 else 0.0
-    return {"collapsed": float(collapsed), "loss_up": float(loss_up), "volatility": volatility,
-            "unstable": float(diverged or collapsed or loss_up)}

@@ -19,10 +19,10 @@ from filelock import FileLock
 
 from normcheck import __version__
 from normcheck.atomic import atomic_path
-from normcheck.config import DataSpec, TrainConfig, config_hash
 from normcheck.data import Images, SplitData
-from normcheck.tracking import Tracker
-from normcheck.train import DeviceData, EpochMetrics, RunResult, train
+from normcheck.records import DataSpec, EpochMetrics, RunResult, TrainConfig, config_hash
+from normcheck.tracking import Tracker, load_results
+from normcheck.train import DeviceData, train
 
 log = logging.getLogger("normcheck")
 
@@ -43,10 +43,10 @@ class Study:
     log_model: bool = False
     cache_dir: Path | None = None
     retrain: bool = False  # train even where the experiment has a finished run
+    fingerprints: dict[int, str] = field(default_factory=dict)  # split seed -> data fingerprint
     _images: Images | None = field(default=None, repr=False)
     _split: SplitData | None = field(default=None, repr=False)  # the latest split drawn
     _device_data: DeviceData | None = field(default=None, repr=False)  # and on the device
-    _fingerprints: dict[int, str] = field(default_factory=dict, repr=False)
 
     def splits(self, split_seed: int | None = None) -> SplitData:
         """The split for ``split_seed`` (default: the data spec's own). Only the latest is
@@ -57,14 +57,15 @@ class Study:
             if self._images is None:
                 self._images = Images(self.data_dir, self.spec.classes, self.cache_dir)
             self._split = self._images.splits(replace(self.spec, split_seed=seed))
-            self._fingerprints[seed] = self._split.fingerprint
+            self.fingerprints[seed] = self._split.fingerprint
         return self._split
 
     def fingerprint(self, split_seed: int) -> str:
-        """The data fingerprint of a split (part of every configuration's hash)."""
-        if split_seed not in self._fingerprints:
+        """The data fingerprint of a split (part of every configuration's hash); a process
+        handed the fingerprints loads no data unless it trains."""
+        if split_seed not in self.fingerprints:
             self.splits(split_seed)
-        return self._fingerprints[split_seed]
+        return self.fingerprints[split_seed]
 
     def data(self, split_seed: int) -> DeviceData:
         """The split as float tensors on the device; only the latest is kept, as in
@@ -75,35 +76,48 @@ class Study:
         return self._device_data
 
     def key(self, config: TrainConfig) -> str:
-        return config_hash(config, self.fingerprint(config.split_seed), __version__)
+        return config_hash(config, self.fingerprint(config.split_seed))
+
+    def _path(self, config: TrainConfig) -> Path:
+        return self.results_dir / f"{self.key(config)}.json"
 
     def run(self, config: TrainConfig) -> RunResult:
-        """The configuration's result: reused from the experiment, trained now, or read if
-        another process of this session already has it."""
-        return self.outcome(config)[0]
-
-    def outcome(self, config: TrainConfig) -> tuple[RunResult, str]:
-        """The result and where it came from: ``"trained"`` or ``"reused"``."""
-        path = self.results_dir / f"{self.key(config)}.json"
+        """The configuration's result: read if this session already has it (from any of its
+        processes), else reused from the experiment or trained now."""
+        path = self._path(config)
+        if path.exists():
+            return _read(path)[0]
         with FileLock(f"{path}.lock"):
             if not path.exists():
                 result, origin = self._reuse_or_train(config)
-                with atomic_path(path) as tmp:
-                    tmp.write_text(json.dumps({"origin": origin, "result": result.to_dict()}))
-                return result, origin
-        return _read(path)
+                _write(path, result, origin)
+                return result
+        return _read(path)[0]
 
     def origin(self, config: TrainConfig) -> str | None:
         """``"trained"`` or ``"reused"`` once this session has the configuration, else None."""
-        path = self.results_dir / f"{self.key(config)}.json"
+        path = self._path(config)
         return _read(path)[1] if path.exists() else None
 
-    def results(self) -> list[RunResult]:
-        """Every result recorded so far in this session, by any process."""
-        return [result for result, _ in self.outcomes()]
-
     def outcomes(self) -> list[tuple[RunResult, str]]:
+        """Every (result, origin) this session has so far, from any of its processes."""
         return [_read(p) for p in sorted(self.results_dir.glob("[!.]*.json"))]
+
+    def adopt_finished(self, configs: list[TrainConfig]) -> int:
+        """Take every configuration that has a FINISHED run in the experiment as this
+        session's result, in one query, before any process trains; returns how many. A
+        session whose runs are all in the store then trains and queries nothing more."""
+        if self.tracker is None or self.retrain:
+            return 0
+        finished = self.tracker.finished_by_hash()
+        adopted = 0
+        for config in configs:
+            run = finished.get(self.key(config))
+            path = self._path(config)
+            if run is not None and not path.exists():
+                _write(path, load_results(self.tracker, [run])[0], "reused")
+                adopted += 1
+        return adopted
 
     def _reuse_or_train(self, config: TrainConfig) -> tuple[RunResult, str]:
         if self.tracker is None:
@@ -135,7 +149,7 @@ class Study:
                 self.tracker.finish(run_id, result.summary(),
                                     {"normcheck.diverged": str(result.diverged).lower()},
                                     model if self.log_model else None)
-                result.run_id = run_id
+                result = replace(result, run_id=run_id)
         except BaseException as exc:
             if run_id is not None:
                 self.tracker.fail(run_id, "interrupted" if isinstance(exc, KeyboardInterrupt)
@@ -164,6 +178,11 @@ class Study:
                 "normcheck.data_fingerprint": self.fingerprint(config.split_seed),
                 "normcheck.version": __version__,
                 "normcheck.device": str(self.device)}
+
+
+def _write(path: Path, result: RunResult, origin: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"origin": origin, "result": result.to_dict()}))
 
 
 def _read(path: Path) -> tuple[RunResult, str]:

@@ -10,13 +10,13 @@ import hashlib
 import os
 import socket
 import time
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from filelock import FileLock
 
-if TYPE_CHECKING:
-    from normcheck.train import RunResult
+from normcheck.records import EpochMetrics, RunResult, TrainConfig
 
 DEFAULT_EXPERIMENT = "normcheck"
 
@@ -62,12 +62,17 @@ class Tracker:
     """Logs runs into one experiment of one tracking store."""
 
     def __init__(self, uri: str, experiment_id: str) -> None:
-        from mlflow import MlflowClient
-
         self.uri = uri
         self.experiment_id = experiment_id
-        self.client = MlflowClient(tracking_uri=uri)
         self._lock = _store_lock(uri)
+
+    @cached_property
+    def client(self) -> Any:
+        """MLflow's client, imported on first use: a process that only reads results that are
+        already resolved never pays for importing MLflow."""
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri)
 
     def locked(self) -> contextlib.AbstractContextManager:
         """The store's write lock (a no-op for servers), to hold with ``with``."""
@@ -120,7 +125,7 @@ class Tracker:
         with self.locked():
             return self.client.search_runs([self.experiment_id], query, max_results=50000)
 
-    def finished(self, config_hash: str) -> "RunResult | None":
+    def finished(self, config_hash: str) -> RunResult | None:
         """The newest FINISHED run with this configuration hash, as a result; None if none."""
         runs = self._search(config_hash, "FINISHED")
         return load_results(self, runs)[0] if runs else None
@@ -195,21 +200,29 @@ class Tracker:
         with self.locked():
             return self.client.search_runs([self.experiment_id], max_results=50000)
 
+    def finished_by_hash(self) -> dict[str, Any]:
+        """The experiment's FINISHED runs by configuration hash, the newest of each: one query
+        answers whether each of a grid's configurations can be reused."""
+        with self.locked():
+            runs = self.client.search_runs(
+                [self.experiment_id], "attributes.status = 'FINISHED'", max_results=50000)
+        newest: dict[str, Any] = {}
+        for run in sorted(runs, key=lambda r: r.info.start_time):
+            if "normcheck.config_hash" in run.data.tags:
+                newest[run.data.tags["normcheck.config_hash"]] = run
+        return newest
 
 
 HISTORY_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "loss_range",
                    "grad_change", "beta_smoothness")
 
 
-def load_results(tracker: Tracker, runs: list[Any] | None = None) -> list["RunResult"]:
+def load_results(tracker: Tracker, runs: list[Any] | None = None) -> list[RunResult]:
     """The experiment's FINISHED runs as results, the newest per configuration hash.
 
     RUNNING (killed) and FAILED runs are never taken for finished ones. ``runs``: the
     experiment's runs, if the caller already fetched them.
     """
-    from normcheck.config import TrainConfig
-    from normcheck.train import EpochMetrics, RunResult
-
     runs = [r for r in (tracker.runs() if runs is None else runs)
             if r.info.status == "FINISHED" and "normcheck.config_hash" in r.data.tags]
     newest: dict[str, Any] = {}
@@ -223,9 +236,9 @@ def load_results(tracker: Tracker, runs: list[Any] | None = None) -> list["RunRe
         with tracker.locked():
             series = {k: {x.step: x.value for x in tracker.client.get_metric_history(
                 run.info.run_id, k)} for k in HISTORY_METRICS}
-        history = [EpochMetrics(step, *(series[k].get(step, float("nan"))
-                                        for k in HISTORY_METRICS))
-                   for step in sorted(series["val_acc"])]
+        history = tuple(EpochMetrics(step, *(series[k].get(step, float("nan"))
+                                             for k in HISTORY_METRICS))
+                        for step in sorted(series["val_acc"]))
         results.append(RunResult(
             config, history, test_acc=m.get("test_acc", float("nan")),
             initial_train_loss=m.get("initial_train_loss", float("nan")),

@@ -34,18 +34,18 @@ GRIDS = {
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--grid", "fast"), "--grid: unknown grid 'fast': use a profile name (dropout, full, quick)"),
+    (("--grid", "fast"), "argument --grid: unknown grid 'fast': use a profile name (dropout, full, norms, quick)"),
     (("--grid", "zero_lr.toml"), "lr=0.0 is invalid: use a positive number"),
     (("--grid", "negative_lr.toml"), "lr=-0.001 is invalid: use a positive number"),
-    (("--grid", "layer_norm.toml"), "norm='layer' is invalid: use one of ['batchnorm', 'none']"),
+    (("--grid", "layer_norm.toml"), "norm='layer' is invalid: use one of ['none', 'batchnorm', 'layernorm', 'groupnorm']"),
     (("--grid", "no_units.toml"), "fc_units=0 is invalid: use an integer >= 1"),
     (("--grid", "empty.toml"), "grid.lr=[] must be a non-empty list"),
     (("--grid", "broken.toml"), "broken.toml: malformed TOML: "),
     (("--grid", "no_seeds.toml"), "seeds=0 is invalid: use an integer >= 1"),
-    (("--seeds", "0"), "--seeds 0: use an integer >= 1"),
+    (("--seeds", "0"), "argument --seeds: '0' is not an integer >= 1"),
     (("--grid", "no_high_lr.toml"), "H2 needs lr=0.01 and a lower lr; the grid has lr=[0.003,"),
     (("--grid", "one_lr.toml"), "H3 needs two or more learning rates; the grid has lr=[0.01]"),
-    (("--grid", "bn_only.toml"), "compares norm='none' with norm='batchnorm'"),
+    (("--grid", "bn_only.toml"), "every hypothesis compares a normalisation with norm='none'; the grid has norm=['batchnorm']"),
     (("--grid", "one_width.toml"), "H4 needs two or more fc_units (it tests the lr x fc_units "
                                    "interaction); the grid has fc_units=[64]"),
     (("--grid", "big_dropout.toml"), "dropout=1.0 is invalid: use a number in [0, 1)"),
@@ -144,7 +144,7 @@ def test_full_report_folder_keeps_the_store_and_says_how_to_rebuild(suite, small
     # the command it prints rebuilds the reports from the intact store
     command = shlex.split(text.split("rebuild the reports with: ")[1].splitlines()[0])
     out = tmp_path / "rebuilt"
-    command[command.index("--out") + 1] = str(out)
+    command[command.index("--report-dir") + 1] = str(out)
     rebuilt = subprocess.run([sys.executable, *command[1:]], cwd=suite.path, capture_output=True,
                              text=True)
     assert rebuilt.returncode == 0, rebuilt.stderr

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from normcheck.__main__ import main
-from normcheck.config import DataSpec
 from normcheck.grid import load_grid
+from normcheck.records import DataSpec
 from normcheck.report import results_table
 from normcheck.study import Study
 from normcheck.tracking import Tracker
@@ -34,9 +34,9 @@ def trained_store(tmp_path: Path, seed_batches: Path) -> tuple[str, Study]:
 def test_report_rebuilt_from_the_store_matches_the_session(trained_store, tmp_path: Path,
                                                            capsys) -> None:
     uri, study = trained_store
-    assert main(["report", "--tracking-uri", uri, "--out", str(tmp_path / "rebuilt")]) == 0
+    assert main(["report", "--mlflow-uri", uri, "--report-dir", str(tmp_path / "rebuilt")]) == 0
     rebuilt = pd.read_csv(tmp_path / "rebuilt" / "metrics.csv")
-    original = results_table(study.results())
+    original = results_table(r for r, _ in study.outcomes())
     assert len(rebuilt) == 24
     pd.testing.assert_frame_equal(rebuilt.drop(columns=["device"]),
                                   original.drop(columns=["device"]), check_dtype=False,
@@ -50,6 +50,6 @@ def test_report_rebuilt_from_the_store_matches_the_session(trained_store, tmp_pa
 
 def test_report_on_an_empty_experiment_says_so(tmp_path: Path, capsys) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert main(["report", "--tracking-uri", uri, "--experiment", "empty",
-                 "--out", str(tmp_path / "out")]) == 1
+    assert main(["report", "--mlflow-uri", uri, "--experiment", "empty",
+                 "--report-dir", str(tmp_path / "out")]) == 1
     assert "no finished normcheck runs in experiment 'empty'" in capsys.readouterr().err

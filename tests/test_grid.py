@@ -87,7 +87,7 @@ def test_toml_file_may_extend_a_sibling_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text, message", [
     ("[grid]\nlr = [-0.01]\n", r"lr=-0.01 is invalid: use a positive number"),
     ("[grid]\nlr = [0]\n", r"lr=0.0 is invalid"),
-    ('[grid]\nnorm = ["weightnorm"]\n', r"norm='weightnorm' is invalid: use one of \['batchnorm', 'none'\]"),
+    ('[grid]\nnorm = ["weightnorm"]\n', r"norm='weightnorm' is invalid: use one of \['none', 'batchnorm', 'layernorm', 'groupnorm'\]"),
     ("[grid]\nfc_units = [0]\n", r"fc_units=0 is invalid: use an integer >= 1"),
     ("[grid]\nfc_units = [1.5]\n", r"grid.fc_units value 1.5 is not a int"),
     ("[grid]\nlr = []\n", r"grid.lr=\[\] must be a non-empty list"),
@@ -96,7 +96,7 @@ def test_toml_file_may_extend_a_sibling_file(tmp_path: Path) -> None:
     ("[train]\nlearning_rate = 1\n", r"unknown keys \['learning_rate'\] in \[train\]"),
     ("[grid]\nlr = 0.01 0.02\n", r"malformed TOML: .*\(at line 2, column"),
     ("surprise = 1\n", r"unknown keys \['surprise'\]"),
-    ('extends = "nothing"\n', r"extends='nothing' is not a profile name \(dropout, full, quick\)"),
+    ('extends = "nothing"\n', r"extends='nothing' is not a profile name \(dropout, full, norms, quick\)"),
     ('[data]\nclasses = ["cat"]\n', r"name at least two classes"),
     ("[replicates]\nseeds = 0\n", r"seeds=0 is invalid: use an integer >= 1"),
     ("[replicates]\nseeds = 2.5\n", r"replicates.seeds=2.5 must be an integer"),
@@ -112,7 +112,7 @@ def test_bad_toml_is_rejected_with_file_and_reason(tmp_path: Path, text: str,
 
 
 def test_unknown_profile_lists_the_known_ones() -> None:
-    with pytest.raises(GridError, match=r"unknown grid 'fast': use a profile name \(dropout, full, quick\)"):
+    with pytest.raises(GridError, match=r"unknown grid 'fast': use a profile name \(dropout, full, norms, quick\)"):
         load_grid("fast")
 
 

@@ -10,10 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from normcheck.config import ConfigError, TrainConfig
-from normcheck.model import NORM_LAYERS, CompactCNN
+from normcheck.model import CompactCNN
+from normcheck.norms import NORMS
 from normcheck.optimizer import Adam
-from normcheck.train import DeviceData, RunResult, train
+from normcheck.records import ConfigError, RunResult, TrainConfig
+from normcheck.train import DeviceData, train
 
 
 def tiny_data(n_train: int = 96, n_val: int = 48, classes: int = 3, seed: int = 0) -> DeviceData:
@@ -26,7 +27,7 @@ def tiny_data(n_train: int = 96, n_val: int = 48, classes: int = 3, seed: int = 
                       fingerprint="tiny")
 
 
-@pytest.mark.parametrize("norm", sorted(NORM_LAYERS))
+@pytest.mark.parametrize("norm", sorted(NORMS))
 @pytest.mark.parametrize("fc_units", [1, 32, 128])
 def test_output_shape(norm: str, fc_units: int) -> None:
     model = CompactCNN(fc_units, norm, num_classes=3)
@@ -46,7 +47,7 @@ def test_base_channels_and_dropout_are_parameters() -> None:
     assert model.classifier[4].p == 0.25
 
 
-@pytest.mark.parametrize("norm", sorted(NORM_LAYERS))
+@pytest.mark.parametrize("norm", sorted(NORMS))
 def test_pooling_before_relu_is_the_original_relu_then_pool(norm: str) -> None:
     """The blocks pool before the ReLU for speed; outputs and gradients must not change."""
     torch.manual_seed(0)
@@ -65,7 +66,7 @@ def test_pooling_before_relu_is_the_original_relu_then_pool(norm: str) -> None:
         assert torch.equal(p.grad, q.grad)
 
 
-@pytest.mark.parametrize("norm", sorted(NORM_LAYERS))
+@pytest.mark.parametrize("norm", sorted(NORMS))
 def test_adam_is_torch_optim_fused_adam(norm: str) -> None:
     """normcheck's Adam calls torch's fused kernel directly: the updates must be identical."""
     torch.manual_seed(0)
@@ -86,7 +87,7 @@ def test_adam_is_torch_optim_fused_adam(norm: str) -> None:
 def test_training_does_not_import_the_compiler_stack() -> None:
     """torch.optim's first optimizer imports torch._dynamo (seconds, 140 MiB); train must not."""
     code = ("import sys; sys.path.insert(0, 'tests'); from test_model_and_train import tiny_data; "
-            "from normcheck.config import TrainConfig; from normcheck.train import train; "
+            "from normcheck.records import TrainConfig; from normcheck.train import train; "
             "train(TrainConfig(lr=1e-3, fc_units=8, epochs=1, batch_size=16, base_channels=4), "
             "tiny_data()); print(sorted(m for m in sys.modules if m.startswith('torch._dynamo')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -95,8 +96,8 @@ def test_training_does_not_import_the_compiler_stack() -> None:
 
 
 def test_unknown_norm_is_rejected() -> None:
-    with pytest.raises(ConfigError, match=r"norm='layernorm' is invalid: use one of"):
-        TrainConfig(lr=0.01, fc_units=8, norm="layernorm")
+    with pytest.raises(ConfigError, match=r"norm='weightnorm' is invalid: use one of"):
+        TrainConfig(lr=0.01, fc_units=8, norm="weightnorm")
 
 
 @pytest.mark.parametrize("field, value", [("lr", 0), ("lr", -1e-3), ("fc_units", 0),
@@ -124,7 +125,7 @@ def test_metrics_are_recorded_per_epoch() -> None:
     epochs = []
     result, model = train(TrainConfig(lr=3e-3, fc_units=16, epochs=3, batch_size=16,
                                       base_channels=4), data, on_epoch=epochs.append)
-    assert [m.epoch for m in result.history] == [1, 2, 3] and epochs == result.history
+    assert [m.epoch for m in result.history] == [1, 2, 3] and tuple(epochs) == result.history
     for m in result.history:
         assert 0 <= m.train_acc <= 1 and 0 <= m.val_acc <= 1 and m.train_loss > 0
     assert 0 <= result.test_acc <= 1 and result.max_grad_norm > 0 and not result.diverged
@@ -171,8 +172,7 @@ def test_every_epoch_records_the_landscape_probe() -> None:
 
 
 def test_run_signals() -> None:
-    from normcheck.stability import run_signals
-    from normcheck.train import EpochMetrics
+    from normcheck.records import EpochMetrics, run_signals
 
     def epochs(*accs, final_loss=0.5):
         return [EpochMetrics(i + 1, final_loss, a, 1.0, a) for i, a in enumerate(accs)]

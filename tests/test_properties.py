@@ -13,24 +13,22 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from normcheck.config import TrainConfig, config_hash
-from normcheck.data.split import PROTOCOLS
 from normcheck.grid import AXES, DATA_KEYS, FIXED, REPLICATE_KEYS, TOP_KEYS, GridError, load_grid
-from normcheck.model import NORM_LAYERS
+from normcheck.norms import NORMS
+from normcheck.records import PROTOCOLS, EpochMetrics, RunResult, TrainConfig, config_hash
 from normcheck.report import results_table, summary_table, write_tables
-from normcheck.train import EpochMetrics, RunResult
 
 finite = st.floats(min_value=1e-6, max_value=10.0, allow_nan=False)
 configs = st.builds(
     TrainConfig, lr=finite, fc_units=st.integers(1, 4096), norm=st.sampled_from(
-        sorted(NORM_LAYERS)), epochs=st.integers(1, 100), batch_size=st.integers(1, 4096),
+        sorted(NORMS)), epochs=st.integers(1, 100), batch_size=st.integers(1, 4096),
     weight_decay=st.floats(0, 1), dropout=st.floats(0, 0.99), base_channels=st.integers(1, 64),
     seed=st.integers(0, 2**31), split_seed=st.integers(0, 2**31))
 
 HASHES = """
 import json, sys
-from normcheck.config import TrainConfig, config_hash
-from normcheck.data.split import PROTOCOLS
+from normcheck.records import TrainConfig, config_hash
+from normcheck.records import PROTOCOLS
 for line in sys.stdin:
     print(config_hash(TrainConfig(**json.loads(line)), "fingerprint", "1.0"))
 """
@@ -48,7 +46,7 @@ def test_config_hash_is_the_same_in_another_process(batch: list[TrainConfig]) ->
 
 def other_value(value: object) -> object:
     if isinstance(value, str):
-        return next(n for n in sorted(NORM_LAYERS) if n != value)
+        return next(n for n in sorted(NORMS) if n != value)
     if isinstance(value, float):
         return value / 2 if value / 2 != value else value + 0.25
     return value + 1

@@ -1,13 +1,23 @@
 """metrics.csv, summary.csv, the figures and report.md."""
 
+import os
+import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from normcheck import hypotheses
-from normcheck.config import TrainConfig
-from normcheck.report import COLUMNS, format_table, results_table, summary_table, write_reports
-from normcheck.train import EpochMetrics, RunResult
+from normcheck.records import EpochMetrics, RunResult, TrainConfig
+from normcheck.report import (
+    COLUMNS,
+    FIGURES_STAMP,
+    format_table,
+    results_table,
+    summary_table,
+    write_reports,
+)
 
 
 def fake_result(lr: float, fc: int, norm: str, seed: int, acc: float) -> RunResult:
@@ -36,17 +46,17 @@ def test_reports_are_written(tmp_path: Path) -> None:
     for path in written:
         assert path.stat().st_size > 500
     assert (tmp_path / "out" / "heatmap_none.png").read_bytes()[:4] == b"\x89PNG"
-    assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
+    assert [p.name for p in (tmp_path / "out").glob(".*")] == [FIGURES_STAMP]  # no temp files
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert markdown.startswith("# normcheck report\n\n**Answer.** Over 3 replicates of 8 "
                                "configurations")
     answer = markdown.split("\n\n")[1]
     for v in verdicts:
-        assert f"**{v.verdict}**" in markdown and f"(**{v.name} {v.verdict}**)" in answer
+        assert f"**{v.outcome}**" in markdown and f"(**{v.name} {v.outcome}**)" in answer
     assert "Caveats: one data set" in answer and "5 epochs" in answer
     assert "| hypothesis | verdict | estimate | interval | level | holds if | Holm p | " \
            "contrast |" in markdown
-    assert "`hypotheses.toml` version 2 (registered 2026-11-28" in markdown
+    assert "`hypotheses.toml` version 3 (registered 2026-11-28" in markdown
     assert "Holm's step-down procedure" in markdown
     assert "One run's validation accuracy is measured on 480 images" in markdown
     assert "original study's metric" in markdown
@@ -86,3 +96,30 @@ def test_summary_has_mean_sd_and_n_per_configuration() -> None:
 def test_terminal_table_shows_every_configuration() -> None:
     text = format_table(summary_table(results_table(results())))
     assert len(text.splitlines()) == 9 and "batchnorm" in text and "0.684±0.010" in text
+
+
+def test_figures_are_drawn_again_only_when_what_they_show_changed(tmp_path: Path) -> None:
+    write_reports(results(), tmp_path)
+    figure = tmp_path / "learning_curves.png"
+    os.utime(figure, (0, 0))
+    write_reports(results(), tmp_path)  # the same runs: a rebuild
+    assert figure.stat().st_mtime == 0
+    changed = results()
+    changed[0] = replace(changed[0], test_acc=0.1)
+    write_reports(changed, tmp_path)
+    assert figure.stat().st_mtime > 0
+    os.utime(figure, (0, 0))
+    (tmp_path / "smoothness.png").unlink()  # a figure gone: all drawn again
+    write_reports(changed, tmp_path)
+    assert figure.stat().st_mtime > 0 and (tmp_path / "smoothness.png").exists()
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_reports_are_as_readable_as_the_umask_says(tmp_path: Path, umask: int,
+                                                   mode: int) -> None:
+    old = os.umask(umask)
+    try:
+        written = write_reports(results(), tmp_path)
+    finally:
+        os.umask(old)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in written} == {mode}

@@ -13,9 +13,9 @@ import torch
 from filelock import FileLock
 
 from normcheck.atomic import atomic_path
-from normcheck.config import DataSpec
 from normcheck.data.sources import DataError, RawData, Source, load_raw, resolve_source
 from normcheck.data.split import get_protocol, split
+from normcheck.records import DataSpec
 
 CACHE_FORMAT = 2  # bump when the cached layout changes
 

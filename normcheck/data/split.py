@@ -1,26 +1,9 @@
 """Split protocols: stratified, seeded train/validation/test subsets of the raw data."""
 
-from dataclasses import dataclass
-
 import torch
 
 from normcheck.data.sources import DataError, RawData
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """Images per class for each split. Validation always comes from CIFAR-10's training split."""
-
-    name: str
-    train_per_class: int
-    val_per_class: int
-    test_per_class: int | None  # None: the whole test split
-
-
-PROTOCOLS: dict[str, Protocol] = {
-    "seed": Protocol("seed", train_per_class=800, val_per_class=160, test_per_class=160),
-    "full": Protocol("full", train_per_class=4000, val_per_class=1000, test_per_class=None),
-}
+from normcheck.records import PROTOCOLS, Protocol
 
 
 def get_protocol(name: str) -> Protocol:

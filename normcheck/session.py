@@ -1,0 +1,355 @@
+"""A normcheck session: prepare it, let processes train into it, finish it, summarise it.
+
+The pytest plugin's hooks and ``python -m normcheck report`` both drive this object:
+
+- ``prepare`` (the controller, before any worker starts) loads and checks the data, opens the
+  MLflow store, creates the session's results folder and takes every configuration the store
+  already has as a result, in one query; ``join`` (an xdist worker) attaches to all of that
+  from the controller's ``handoff`` without loading data or MLflow until it has to train.
+- ``verdicts`` decides the hypotheses once per session: the first process to ask writes them
+  to the results folder, the others (and the report) read them.
+- ``finish`` writes the reports (and, with ``--record-verdicts``, the record); ``summary``
+  says what happened in lines for the terminal.
+"""
+
+import datetime
+import json
+import platform
+import resource
+import shlex
+import shutil
+import sys
+import tempfile
+from argparse import Namespace
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+from filelock import FileLock
+
+from normcheck import __version__, hypotheses, regression
+from normcheck.atomic import atomic_path
+from normcheck.grid import Grid
+from normcheck.hypotheses import Verdict
+from normcheck.options import data_dir
+from normcheck.records import RunResult
+from normcheck.report import (
+    ReportError,
+    check_writable,
+    format_table,
+    format_verdict_table,
+    results_table,
+    summary_table,
+    write_reports,
+)
+from normcheck.tracking import Tracker, TrackingError, default_tracking_uri, load_results
+
+if TYPE_CHECKING:
+    from normcheck.study import Study  # imports torch: loaded when a session is prepared
+
+VERDICTS_FILE = ".verdicts.json"  # a dot: not one of the results (*.json)
+
+
+class SessionError(ValueError):
+    """The session cannot start: bad options, data, store or report folder. The message names
+    the input and what to do."""
+
+
+class NothingToReport(SessionError):
+    """A rebuild found no finished normcheck run to report on."""
+
+
+def peak_mib() -> float:
+    """This process's peak resident memory so far."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+@dataclass
+class StudySession:
+    """One session of a grid on one data source, MLflow experiment and report folder."""
+
+    grid: Grid | None  # None: every run of the experiment (a rebuild of its reports)
+    data_dir: str | None
+    report_dir: Path
+    uri: str
+    experiment: str
+    log_model: bool = False
+    retrain: bool = False
+    expect_verdicts: str | None = None
+    record_verdicts: str | None = None
+    inconclusive: str = "fail"
+    workers: int = 0
+    recorded: list[dict] = field(default_factory=list)
+    study: "Study | None" = None
+    results_dir: Path | None = None
+    peak: dict[str, float] = field(default_factory=dict)  # process -> peak resident MiB
+    table: pd.DataFrame | None = None
+    written: list[Path] = field(default_factory=list)
+    missing: int = 0
+    origins: dict[str, int] = field(default_factory=dict)  # "trained"/"reused" -> runs
+    decided: list[Verdict] = field(default_factory=list)  # the verdicts, once finished
+    notes: list[str] = field(default_factory=list)  # e.g. the record written
+    error: str | None = None  # why the reports were not written
+
+    @classmethod
+    def from_options(cls, options: Namespace, workers: int = 0) -> "StudySession":
+        """A session from parsed options (pytest's or the command line's: the same names)."""
+        grid = options.grid and options.grid.with_replicates(
+            options.seeds, options.base_seed, options.resample_split)
+        problems = grid and hypotheses.grid_problems(grid.lr, grid.fc_units, grid.norm)
+        if problems:
+            raise SessionError(f"--grid {grid.name}: " + "; ".join(problems))
+        expect = getattr(options, "expect_verdicts", None)
+        try:
+            recorded = regression.load(expect) if expect else []
+        except ValueError as exc:
+            raise SessionError(f"--expect-verdicts: {exc}") from exc
+        return cls(grid=grid, data_dir=data_dir(getattr(options, "data_dir", None)),
+                   report_dir=Path(options.report_dir).resolve(),
+                   uri=options.mlflow_uri or default_tracking_uri(),
+                   experiment=options.experiment,
+                   log_model=getattr(options, "log_model", False),
+                   retrain=getattr(options, "retrain", False), expect_verdicts=expect,
+                   record_verdicts=options.record_verdicts,
+                   inconclusive=getattr(options, "inconclusive", "fail"), workers=workers,
+                   recorded=recorded)
+
+    # -- start ---------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """The controller's start: data, report folder and store checked, results folder made,
+        and the store's finished runs of this grid taken as results."""
+        from normcheck.data import DataError
+        from normcheck.device import select_device
+
+        try:
+            check_writable(self.report_dir)
+            tracker = Tracker.open(self.uri, self.experiment)
+        except (ReportError, TrackingError) as exc:
+            raise SessionError(str(exc)) from exc
+        self.results_dir = Path(tempfile.mkdtemp(prefix="normcheck-session-"))
+        self.study = self._study(select_device(), tracker, {})
+        try:  # every split the grid uses: data errors surface now, before any training
+            for split_seed in sorted({c.split_seed for c in self.grid.configs()}):
+                self.study.fingerprint(split_seed)
+        except DataError as exc:
+            self.close()
+            raise SessionError(f"data: {exc}") from exc
+        self.study.adopt_finished(self.grid.configs())
+
+    def handoff(self) -> dict:
+        """What a worker needs to join: JSON-able."""
+        return {"results_dir": str(self.results_dir),
+                "experiment_id": self.study.tracker.experiment_id,
+                "fingerprints": {str(k): v for k, v in self.study.fingerprints.items()}}
+
+    def join(self, handoff: dict, worker: int, workers: int) -> None:
+        """A worker's start, from the controller's ``handoff``."""
+        from normcheck.device import select_device
+
+        self.results_dir = Path(handoff["results_dir"])
+        self.study = self._study(select_device(worker, workers),
+                                 Tracker(self.uri, handoff["experiment_id"]),
+                                 {int(k): v for k, v in handoff["fingerprints"].items()})
+
+    def _study(self, device, tracker: Tracker, fingerprints: dict[int, str]):
+        from normcheck.study import Study
+
+        return Study(self.data_dir, self.grid.data, device, self.results_dir, tracker,
+                     log_model=self.log_model, retrain=self.retrain, fingerprints=fingerprints)
+
+    # -- results and verdicts --------------------------------------------------------------
+
+    def run(self, config) -> RunResult:
+        return self.study.run(config)
+
+    def complete_table(self) -> pd.DataFrame:
+        """The whole grid's metrics table, training whatever configuration is still missing."""
+        return results_table(self.run(c) for c in self.grid.configs())
+
+    def verdicts(self, table: pd.DataFrame | None = None) -> list[Verdict]:
+        """Every hypothesis's verdict, decided once per session (Holm over the family): the
+        first process to ask decides and writes them down, every other reads them."""
+        path = self.results_dir / VERDICTS_FILE
+        with FileLock(f"{path}.lock"):
+            if path.exists():
+                return [Verdict.from_dict(v) for v in json.loads(path.read_text())]
+            verdicts = hypotheses.evaluate(self.complete_table() if table is None else table)
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps([v.to_dict() for v in verdicts]))
+        return verdicts
+
+    def expected(self) -> dict[str, str]:
+        """Verdicts recorded for this grid and data (``--expect-verdicts``); empty otherwise."""
+        return regression.recorded_for(self.recorded, self.grid.name, self.fingerprint)
+
+    @property
+    def fingerprint(self) -> str:
+        """The data fingerprint of the grid's base split: what records are kept under."""
+        return self.study.fingerprint(self.grid.data.split_seed)
+
+    def judge(self, verdict: Verdict) -> tuple[str, str]:
+        """How a hypothesis test reports ``verdict`` (see ``regression.judge``)."""
+        return regression.judge(verdict, self.expected().get(verdict.name),
+                                self.expect_verdicts, self.inconclusive)
+
+    # -- finish ----------------------------------------------------------------------------
+
+    def finish(self) -> bool:
+        """The controller's end, also after failures and Ctrl-C: decide the hypotheses if the
+        grid is complete, write the reports of whatever finished. False if they could not be
+        written (``error`` says why; the runs are safe in MLflow)."""
+        try:
+            outcomes = self.study.outcomes()
+            results = [result for result, _ in outcomes]
+            for _, origin in outcomes:
+                self.origins[origin] = self.origins.get(origin, 0) + 1
+            wanted = {c.case_id for c in self.grid.configs()}
+            self.missing = len(wanted - {r.config.case_id for r in results})
+            if not results:
+                return True
+            self.table = results_table(results)
+            self.decided = [] if self.missing else self.verdicts(self.table)
+            self._write(results, self.decided, self.context())
+            return self.error is None
+        finally:
+            self.close()
+
+    def _write(self, results: list[RunResult], verdicts: list[Verdict],
+               context: dict[str, str]) -> None:
+        try:
+            self.written = write_reports(results, self.report_dir, verdicts, context)
+            if verdicts and self.record_verdicts:
+                self.notes.append(self._record(verdicts))
+        except (ReportError, ValueError) as exc:
+            command = shlex.join(["python", "-m", "normcheck", "report", "--mlflow-uri",
+                                  self.uri, "--experiment", self.experiment, "--grid",
+                                  self.grid.name, "--report-dir", str(self.report_dir)])
+            self.error = (f"{exc}. The runs are safe in MLflow; rebuild the reports "
+                          f"with: {command}")
+
+    def _record(self, verdicts: list[Verdict]) -> str:
+        splits = self.study.splits()
+        seeds = sorted({c.seed for c in self.grid.configs()})
+        about = {"data": f"{splits.source}, protocol {splits.protocol}",
+                 "recorded": f"{datetime.date.today().isoformat()}, normcheck {__version__}, "
+                             f"hypotheses.toml version {hypotheses.declared()['version']}, "
+                             f"{len(seeds)} replicates from seed {seeds[0]}"}
+        return regression.record_verdicts(self.record_verdicts, self.grid.name,
+                                          self.fingerprint, verdicts, about)
+
+    def close(self) -> None:
+        """Remove the session's results folder (the runs themselves are in MLflow)."""
+        if self.results_dir is not None:
+            shutil.rmtree(self.results_dir, ignore_errors=True)
+
+    def context(self) -> dict[str, str]:
+        """The setup, for report.md: grid, data, environment, tracking."""
+        import torch
+
+        from normcheck.device import cpu_count
+
+        grid, splits = self.grid, self.study.splits()
+        axes = {"lr", "fc_units", "norm", "dropout", "seed", "split_seed"}
+        training = ", ".join(f"{k}={v}" for k, v in sorted(grid.base.as_dict().items())
+                             if k not in axes)
+        return {
+            "grid": f"`{grid.name}`: {grid.description}; lr {list(grid.lr)} x fc_units "
+                    f"{list(grid.fc_units)} x norm {list(grid.norm)}"
+                    + (f" x dropout {list(grid.dropout)}" if len(grid.dropout) > 1 else "")
+                    + f", {grid.seeds} replicates: seeds from {grid.base_seed}"
+                    + (f", each with its own split (split seeds from {splits.split_seed})"
+                       if grid.resample_split else f", all on split {splits.split_seed}"),
+            "training": training + (f", dropout={grid.dropout[0]}" if len(grid.dropout) == 1
+                                    else ""),
+            "data": f"{splits.source}, protocol `{splits.protocol}` ({len(splits.train_y)} "
+                    f"train, {len(splits.val_y)} validation, {len(splits.test_y)} test per "
+                    f"replicate), fingerprint of split {splits.split_seed} "
+                    f"`{splits.fingerprint}`",
+            "classes": ", ".join(splits.classes),
+            "environment": f"normcheck {__version__}, Python {platform.python_version()}, "
+                           f"torch {torch.__version__}, {platform.machine()}, {cpu_count()} "
+                           f"cores, xdist workers: {self.workers}, device {self.study.device}",
+            "MLflow": f"{self.uri}, experiment `{self.experiment}`",
+        }
+
+    def summary(self) -> list[str]:
+        """The session in lines for the terminal: runs, grid, data, table, verdicts, files."""
+        if self.table is None:
+            return []
+        splits = self.study.splits()
+        lines = [f"runs: reused {self.origins.get('reused', 0)}, trained "
+                 f"{self.origins.get('trained', 0)}" +
+                 (f", {self.missing} missing" if self.missing else ""),
+                 f"grid {self.grid.name!r}: {self.grid.description}",
+                 f"data: {splits.source} (protocol {splits.protocol}, fingerprint "
+                 f"{splits.fingerprint})",
+                 format_table(summary_table(self.table))]
+        if self.missing:
+            lines.append(f"hypotheses not evaluated: {self.missing} runs of the grid have no "
+                         "result")
+        else:
+            lines.append(format_verdict_table(self.decided))
+            if self.expect_verdicts:
+                recorded = self.expected()
+                lines.append(f"recorded verdicts ({self.expect_verdicts}): " + (
+                    ", ".join(f"{k} {v}" for k, v in sorted(recorded.items())) if recorded
+                    else "none for this grid and data fingerprint, so failing verdicts fail"))
+        lines += self.notes
+        if self.error:
+            lines.append(f"REPORT NOT WRITTEN: {self.error}")
+        else:
+            lines.append(f"report: {self.report_dir / 'report.md'} ({len(self.written)} files "
+                         f"in {self.report_dir})")
+        if self.peak:
+            lines.append("peak memory: " + ", ".join(f"{name} {mib:.0f} MiB" for name, mib in
+                                                     sorted(self.peak.items())))
+        lines.append(f"MLflow: {self.uri}, experiment {self.experiment!r}")
+        if self.uri.startswith("sqlite:"):
+            lines.append(f"  view it with: mlflow ui --backend-store-uri {self.uri}")
+        return lines
+
+    # -- rebuild from the store ------------------------------------------------------------
+
+    def rebuild(self) -> tuple[list[Verdict], list[Path]]:
+        """``python -m normcheck report``: the reports from the experiment's finished runs
+        alone (the grid's, if the session has one), nothing trained."""
+        try:
+            tracker = Tracker.open(self.uri, self.experiment)
+        except TrackingError as exc:
+            raise SessionError(str(exc)) from exc
+        runs = tracker.runs()
+        results = load_results(tracker, runs)
+        if self.grid:
+            wanted = {c.case_id for c in self.grid.configs()}
+            results = [r for r in results if r.config.case_id in wanted]
+        if not results:
+            raise NothingToReport(f"no finished normcheck runs in experiment {self.experiment!r} "
+                               f"of {self.uri}" + (f" for grid {self.grid.name!r}"
+                                                   if self.grid else ""))
+        used = {r.run_id for r in results}
+        fingerprints = sorted({str(r.data.tags.get("normcheck.data_fingerprint")) for r in runs
+                               if r.info.run_id in used})
+        base = {str(r.data.tags.get("normcheck.data_fingerprint")) for r in runs
+                if r.info.run_id in used and self.grid and
+                int(r.data.params.get("split_seed", -1)) == self.grid.data.split_seed}
+        verdicts: list[Verdict] = []
+        try:
+            verdicts = hypotheses.evaluate(results_table(results))
+        except ValueError as exc:  # e.g. runs without their paired partner
+            self.notes.append(f"hypotheses not evaluated ({exc})")
+        context = {"source": f"rebuilt from MLflow store {self.uri}, experiment "
+                             f"`{self.experiment}`, {len(results)} finished runs",
+                   "data fingerprints": ", ".join(f"`{f}`" for f in fingerprints)}
+        written = write_reports(results, self.report_dir, verdicts, context)
+        if verdicts and self.record_verdicts:
+            if len(base) != 1:
+                raise SessionError("--record-verdicts needs --grid, and the grid's runs on its "
+                                   f"base split on one data source; these have {len(base)}")
+            self.notes.append(regression.record_verdicts(
+                self.record_verdicts, self.grid.name, base.pop(), verdicts,
+                {"recorded": f"{datetime.date.today().isoformat()}, normcheck {__version__}, "
+                             f"rebuilt from {self.uri}"}))
+        return verdicts, written
