@@ -8,7 +8,6 @@ N configurations would take at that rate on one process.
 """
 
 import argparse
-import os
 import statistics
 import time
 
@@ -16,17 +15,18 @@ import torch
 
 from normcheck.data import load_splits
 from normcheck.device import cpu_count
+from normcheck.options import add_options, data_dir
 from normcheck.records import DataSpec, TrainConfig
 from normcheck.train import DeviceData, train
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=os.environ.get("NORMCHECK_DATA"),
-                        help="data source (default: $NORMCHECK_DATA)")
+    add_options(parser.add_argument, ("data_dir",))
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--configurations", type=int, nargs="+", default=[18, 90, 180])
     args = parser.parse_args()
+    args.data_dir = data_dir(args.data_dir)
     torch.set_num_threads(cpu_count())
     print(f"{cpu_count()} threads; one configuration = 5 epochs, batch 64, fc_units 64, "
           f"batchnorm and none alternating")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from normcheck.device import cpu_count
 from normcheck.grid import load_grid
+from normcheck.options import add_options, data_dir
 
 
 def run_grid(grid: str, workers: str, seeds: int | None, data_dir: str | None,
@@ -39,11 +40,12 @@ def run_grid(grid: str, workers: str, seeds: int | None, data_dir: str | None,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None, help="data source (default: $NORMCHECK_DATA)")
+    add_options(parser.add_argument, ("data_dir",))
     parser.add_argument("--grid", action="append", help="grid profile(s) [quick]")
     parser.add_argument("--seeds", type=int, default=None, help="replicates (default: grid's)")
     parser.add_argument("--workers", nargs="+", default=["0", "2", "auto"])
     args = parser.parse_args()
+    args.data_dir = data_dir(args.data_dir)
     print(f"{cpu_count()} cores; fresh MLflow store per run")
     for grid in args.grid or ["quick"]:
         runs = len(load_grid(grid).with_replicates(args.seeds).configs())

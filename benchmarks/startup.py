@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from normcheck.data import load_splits
+from normcheck.options import add_options, data_dir
 from normcheck.records import DataSpec
 from normcheck.tracking import Tracker
 
@@ -52,11 +53,11 @@ def _runs(db: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=os.environ.get("NORMCHECK_DATA"),
-                        help="data source (default: $NORMCHECK_DATA)")
+    add_options(parser.add_argument, ("data_dir",))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", nargs="+", default=["0", "auto"], help="-n values [0 auto]")
     args = parser.parse_args()
+    args.data_dir = data_dir(args.data_dir)
     load_splits(args.data_dir, DataSpec())  # the decode cache exists from here on
     times: dict[str, list[float]] = {n: [] for n in args.workers}
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,7 +13,6 @@ FLOPs only and counting everything it computes (training, landscape probe, evalu
 """
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -30,6 +29,7 @@ from torchvision.transforms import ToTensor
 from normcheck.data import SplitData, load_splits
 from normcheck.device import cpu_count, select_device
 from normcheck.model import CompactCNN
+from normcheck.options import add_options, data_dir
 from normcheck.records import DataSpec, TrainConfig
 from normcheck.stability import PROBE_BATCH, PROBE_STEPS
 from normcheck.train import DeviceData, train
@@ -117,12 +117,12 @@ def _timed(fn, device: torch.device) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=os.environ.get("NORMCHECK_DATA"),
-                        help="data source (default: $NORMCHECK_DATA)")
+    add_options(parser.add_argument, ("data_dir",))
     parser.add_argument("--repeats", type=int, default=3, help="A B pairs per norm [3]")
     parser.add_argument("--threads", type=int, default=cpu_count(), help="torch threads [cores]")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if there)")
     args = parser.parse_args()
+    args.data_dir = data_dir(args.data_dir)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else select_device()
     splits = load_splits(args.data_dir, DataSpec())

@@ -24,26 +24,20 @@ def grid_option(value: str) -> Grid:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def positive_int(value: str) -> int:
-    """``--seeds``: an integer >= 1."""
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer >= 1")
-    return number
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` (``--seeds``: 1, ``--base-seed``: 0)."""
 
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = minimum - 1
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"{value!r} is not an integer >= {minimum}")
+        return number
 
-def seed_int(value: str) -> int:
-    """``--base-seed``: an integer >= 0."""
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer >= 0")
-    return number
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
 
 
 OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
@@ -63,10 +57,10 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "experiment": (("--experiment",), dict(
         default=DEFAULT_EXPERIMENT, help=f"MLflow experiment name [{DEFAULT_EXPERIMENT}]")),
     "seeds": (("--seeds",), dict(
-        type=positive_int, default=None, metavar="N",
+        type=at_least(1), default=None, metavar="N",
         help="replicates (seeds) per configuration (default: the grid's)")),
     "base_seed": (("--base-seed",), dict(
-        type=seed_int, default=None, metavar="SEED",
+        type=at_least(0), default=None, metavar="SEED",
         help="first replicate seed (default: the grid's train.seed)")),
     "resample_split": (("--resample-split",), dict(
         action=argparse.BooleanOptionalAction, default=None,

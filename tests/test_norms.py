@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_model_and_train import tiny_data
+from test_report import fake_result
 from torch import nn
 
 from normcheck import hypotheses, norms
@@ -15,8 +17,6 @@ from normcheck.norms import Norm
 from normcheck.records import TrainConfig
 from normcheck.report import results_table, write_reports
 from normcheck.train import train
-from test_model_and_train import tiny_data
-from test_report import fake_result
 
 
 def kinds(model: nn.Module) -> list[str]:
