@@ -167,3 +167,14 @@ def within_cells(data: np.ndarray, axis: int, n_resamples: int, seed: int) -> np
     idx = rng.integers(0, n, size=(n_resamples, len(flat), n))
     picked = flat[np.arange(len(flat))[None, :, None], idx]
     return picked.reshape(n_resamples, *cells, *picked.shape[2:])
+
+
+INTEGRATION_FIXTURES = {"suite", "trained_store"}  # whole pytest sessions, trained stores
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that run whole pytest sessions in subprocesses or train a store are marked
+    ``integration``: ``pytest tests -m "not integration"`` is the fast inner loop."""
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
