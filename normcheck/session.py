@@ -122,7 +122,6 @@ class StudySession:
         """The controller's start: data, report folder and store checked, results folder made,
         and the store's finished runs of this grid taken as results."""
         from normcheck.data import DataError
-        from normcheck.device import select_device
 
         try:
             check_writable(self.report_dir)
@@ -130,7 +129,7 @@ class StudySession:
         except (ReportError, TrackingError) as exc:
             raise SessionError(str(exc)) from exc
         self.results_dir = Path(tempfile.mkdtemp(prefix="normcheck-session-"))
-        self.study = self._study(select_device(), tracker, {})
+        self.study = self._study(tracker, {}, (0, 1))  # trains only without workers
         try:  # every split the grid uses: data errors surface now, before any training
             for split_seed in sorted({c.split_seed for c in self.grid.configs()}):
                 self.study.fingerprint(split_seed)
@@ -146,18 +145,18 @@ class StudySession:
                 "fingerprints": {str(k): v for k, v in self.study.fingerprints.items()}}
 
     def join(self, handoff: dict, worker: int, workers: int) -> None:
-        """A worker's start, from the controller's ``handoff``."""
-        from normcheck.device import select_device
-
+        """A worker's start, from the controller's ``handoff``: no data, torch or MLflow is
+        loaded until the worker has something to train."""
         self.results_dir = Path(handoff["results_dir"])
-        self.study = self._study(select_device(worker, workers),
-                                 Tracker(self.uri, handoff["experiment_id"]),
-                                 {int(k): v for k, v in handoff["fingerprints"].items()})
+        self.study = self._study(Tracker(self.uri, handoff["experiment_id"]),
+                                 {int(k): v for k, v in handoff["fingerprints"].items()},
+                                 (worker, workers))
 
-    def _study(self, device, tracker: Tracker, fingerprints: dict[int, str]):
+    def _study(self, tracker: Tracker, fingerprints: dict[int, str],
+               worker: tuple[int, int]) -> "Study":
         from normcheck.study import Study
 
-        return Study(self.data_dir, self.grid.data, device, self.results_dir, tracker,
+        return Study(self.data_dir, self.grid.data, self.results_dir, tracker, worker=worker,
                      log_model=self.log_model, retrain=self.retrain, fingerprints=fingerprints)
 
     # -- results and verdicts --------------------------------------------------------------
@@ -271,7 +270,8 @@ class StudySession:
             "classes": ", ".join(splits.classes),
             "environment": f"normcheck {__version__}, Python {platform.python_version()}, "
                            f"torch {torch.__version__}, {platform.machine()}, {cpu_count()} "
-                           f"cores, xdist workers: {self.workers}, device {self.study.device}",
+                           f"cores, xdist workers: {self.workers}, device "
+                           f"{self.study.training_device()}",
             "MLflow": f"{self.uri}, experiment `{self.experiment}`",
         }
 

@@ -23,9 +23,9 @@ CONFIDENCE = 0.95
 
 
 def _t_quantile(q: float, df):
-    from scipy import stats as scipy_stats  # imported here: workers that only train skip it
+    from scipy.special import stdtrit  # what scipy.stats.t.ppf calls; imports far faster
 
-    return scipy_stats.t.ppf(q, df)
+    return stdtrit(df, q)
 
 
 def t_half_width(se, df, level: float = CONFIDENCE):
@@ -34,9 +34,9 @@ def t_half_width(se, df, level: float = CONFIDENCE):
 
 
 def _t_sf(x: float, df: int) -> float:
-    from scipy import stats as scipy_stats
+    from scipy.special import stdtr  # scipy.stats.t.sf is stdtr(df, -x)
 
-    return float(scipy_stats.t.sf(x, df))
+    return float(stdtr(df, -x))
 
 
 @dataclass(frozen=True)

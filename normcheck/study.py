@@ -13,16 +13,20 @@ import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from filelock import FileLock
 
 from normcheck import __version__
 from normcheck.atomic import atomic_path
-from normcheck.data import Images, SplitData
 from normcheck.records import DataSpec, EpochMetrics, RunResult, TrainConfig, config_hash
 from normcheck.tracking import Tracker, load_results
-from normcheck.train import DeviceData, train
+
+if TYPE_CHECKING:  # torch, the data and the trainer load only in a process that trains
+    import torch
+
+    from normcheck.data import Images, SplitData
+    from normcheck.train import DeviceData
 
 log = logging.getLogger("normcheck")
 
@@ -32,29 +36,42 @@ class Study:
     """Runs configurations on one data source and device, into one results folder.
 
     Each configuration trains on the split its ``split_seed`` names, drawn from the decoded
-    images, which are read from the decode cache once per process.
+    images, which are read from the decode cache once per process. A process that only reads
+    results already in the folder never imports torch.
     """
 
     data_dir: str | None
     spec: DataSpec
-    device: torch.device
     results_dir: Path
     tracker: Tracker | None = None
+    device: "torch.device | None" = None  # None: chosen when first needed, for ``worker``
+    worker: tuple[int, int] = (0, 1)  # this process's xdist worker index and the count
     log_model: bool = False
     cache_dir: Path | None = None
     retrain: bool = False  # train even where the experiment has a finished run
     fingerprints: dict[int, str] = field(default_factory=dict)  # split seed -> data fingerprint
-    _images: Images | None = field(default=None, repr=False)
-    _split: SplitData | None = field(default=None, repr=False)  # the latest split drawn
-    _device_data: DeviceData | None = field(default=None, repr=False)  # and on the device
+    _images: "Images | None" = field(default=None, repr=False)
+    _split: "SplitData | None" = field(default=None, repr=False)  # the latest split drawn
+    _device_data: "DeviceData | None" = field(default=None, repr=False)  # and on the device
 
-    def splits(self, split_seed: int | None = None) -> SplitData:
+    def training_device(self) -> "torch.device":
+        """The device this process trains on (a GPU per worker with CUDA, else the CPU with
+        this worker's share of the threads), chosen on first use."""
+        if self.device is None:
+            from normcheck.device import select_device
+
+            self.device = select_device(*self.worker)
+        return self.device
+
+    def splits(self, split_seed: int | None = None) -> "SplitData":
         """The split for ``split_seed`` (default: the data spec's own). Only the latest is
         kept: with a split per replicate, keeping them all would multiply every process's
         memory by the replicates, and drawing one from the decoded images is an indexing."""
         seed = self.spec.split_seed if split_seed is None else split_seed
         if self._split is None or self._split.split_seed != seed:
             if self._images is None:
+                from normcheck.data import Images
+
                 self._images = Images(self.data_dir, self.spec.classes, self.cache_dir)
             self._split = self._images.splits(replace(self.spec, split_seed=seed))
             self.fingerprints[seed] = self._split.fingerprint
@@ -67,12 +84,15 @@ class Study:
             self.splits(split_seed)
         return self.fingerprints[split_seed]
 
-    def data(self, split_seed: int) -> DeviceData:
+    def data(self, split_seed: int) -> "DeviceData":
         """The split as float tensors on the device; only the latest is kept, as in
         :meth:`splits`."""
+        from normcheck.train import DeviceData
+
         if self._device_data is None or self._device_data.fingerprint != \
                 self.fingerprint(split_seed):
-            self._device_data = DeviceData.from_splits(self.splits(split_seed), self.device)
+            self._device_data = DeviceData.from_splits(self.splits(split_seed),
+                                                       self.training_device())
         return self._device_data
 
     def key(self, config: TrainConfig) -> str:
@@ -137,12 +157,15 @@ class Study:
             return self._train_and_log(config), "trained"
 
     def _train_and_log(self, config: TrainConfig) -> RunResult:
+        from normcheck.train import train
+
         run_id = None
         if self.tracker is not None:
             run_id = self.tracker.start_run(config.case_id, self._params(config),
                                             self._tags(config))
         try:  # from here on, a run that does not finish is marked FAILED, saying why
-            log.info("training %s on %s (MLflow run %s)", config.case_id, self.device, run_id)
+            log.info("training %s on %s (MLflow run %s)", config.case_id,
+                     self.training_device(), run_id)
             result, model = train(config, self.data(config.split_seed),
                                   on_epoch=lambda m: self._on_epoch(run_id, m))
             if run_id is not None:
@@ -177,7 +200,7 @@ class Study:
                 "normcheck.cell_id": config.cell_id,
                 "normcheck.data_fingerprint": self.fingerprint(config.split_seed),
                 "normcheck.version": __version__,
-                "normcheck.device": str(self.device)}
+                "normcheck.device": str(self.training_device())}
 
 
 def _write(path: Path, result: RunResult, origin: str) -> None:

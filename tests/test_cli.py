@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from normcheck.__main__ import main
 from normcheck.grid import load_grid
@@ -17,7 +16,7 @@ from normcheck.tracking import Tracker
 @pytest.fixture
 def trained_store(tmp_path: Path, seed_batches: Path) -> tuple[str, Study]:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    study = Study(str(seed_batches), DataSpec(), torch.device("cpu"), tmp_path / "results",
+    study = Study(str(seed_batches), DataSpec(), tmp_path / "results",
                   Tracker.open(uri, "normcheck"), cache_dir=tmp_path / "cache")
     study.results_dir.mkdir()
     (tmp_path / "tiny.toml").write_text('extends = "quick"\n[grid]\nfc_units = [4, 8]\n'

@@ -127,7 +127,7 @@ def test_a_study_draws_every_split_from_images_read_once(seed_batches: Path, cac
     reads = []
     read = cache_module.load_raw_cached
     monkeypatch.setattr(cache_module, "load_raw_cached", lambda *a: reads.append(a) or read(*a))
-    study = Study(str(seed_batches), DataSpec(), torch.device("cpu"), Path(),
+    study = Study(str(seed_batches), DataSpec(), Path(), device=torch.device("cpu"),
                   cache_dir=cache_dir)
     for seed in (1, 2, 3, 1):
         assert study.fingerprint(seed) == expected[seed].fingerprint
