@@ -1,5 +1,7 @@
 """The pytest plugin, run the way users run it: in a subprocess, under xdist, on a tiny grid."""
 
+import tomllib
+
 import pandas as pd
 import pytest
 
@@ -50,3 +52,18 @@ def test_run_ids_and_parameters_reach_mlflow(suite) -> None:
     assert {"best_val_acc", "test_acc", "val_acc", "max_grad_norm", "diverged", "unstable",
             "beta_smoothness", "loss_range", "grad_change", "volatility"} <= set(run["metrics"])
     assert "hypotheses not evaluated: 6 runs of the grid have no result" in result.stdout.str()
+
+
+def test_record_verdicts_then_check_them(suite, pytester: pytest.Pytester) -> None:
+    """Adopting the CI check on one's own data is one command: record, then expect."""
+    suite.with_empty_store()
+    result = suite("-n", "0", "--inconclusive", "warn", "--record-verdicts", "recorded.toml")
+    assert result.ret == 0, result.stdout.str()
+    assert "added the record of grid 'tiny.toml' on data " in result.stdout.str()
+    (record,) = tomllib.loads((pytester.path / "recorded.toml").read_text())["record"]
+    assert record["grid"] == "tiny.toml" and len(record["data_fingerprint"]) == 16
+    assert [record[f"H{i}"] for i in range(1, 6)] == ["inconclusive"] * 5
+    assert "1 replicates from seed 42" in record["recorded"]
+    again = suite("-n", "0", "--expect-verdicts", "recorded.toml")
+    again.assert_outcomes(passed=8, xfailed=5)  # every run reused, every verdict as recorded
+    assert "runs: reused 8, trained 0" in again.stdout.str()
