@@ -1,4 +1,4 @@
-"""normcheck: does BatchNorm make a compact CNN less sensitive to learning rate and capacity?
+"""normcheck: does normalization make a compact CNN less sensitive to learning rate and capacity?
 
 The library trains and evaluates the study's configurations; the pytest plugin
 (`normcheck.plugin`) turns a grid of them into test cases.

@@ -14,7 +14,7 @@ import pytest
 from normcheck.grid import Grid
 from normcheck.hypotheses import Verdict
 from normcheck.options import add_options
-from normcheck.session import SessionError, StudySession, peak_mib
+from normcheck.session import SessionError, StudySession
 
 SESSION = pytest.StashKey[StudySession]()
 
@@ -150,24 +150,16 @@ def pytest_testnodedown(node, error) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """A worker sends its peak memory; the controller finishes the session (reports), also
-    after failures and Ctrl-C."""
+    """A worker sends its peak memory; the controller finishes the session and writes the
+    reports, also after failures and Ctrl-C."""
     state = session.config.stash.get(SESSION, None)
-    if state is None or state.study is None:
-        return
-    if hasattr(session.config, "workerinput"):
-        session.config.workeroutput["normcheck_peak_mib"] = peak_mib()
-        return
-    state.peak = state.peak or {"main": peak_mib()}  # no workers: this process trained
-    if not state.finish() and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if state and not state.end(getattr(session.config, "workeroutput", None)):
+        session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    state = config.stash.get(SESSION, None)
-    if state is None or hasattr(config, "workerinput") or not state.summary():
-        return
-    terminalreporter.section("normcheck")
-    for line in state.summary():
-        terminalreporter.write_line(line, red=line.startswith("REPORT NOT"),
-                                    bold=line.startswith("REPORT NOT"))
+    lines = config.stash[SESSION].summary() if SESSION in config.stash else []
+    if lines:
+        terminalreporter.section("normcheck")
+    for line in lines:
+        terminalreporter.write_line(line, red=line.startswith("REPORT NOT"))

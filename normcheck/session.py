@@ -196,6 +196,18 @@ class StudySession:
 
     # -- finish ----------------------------------------------------------------------------
 
+    def end(self, workeroutput: dict | None) -> bool:
+        """The end of this process's part: a worker reports its peak memory into
+        ``workeroutput``; the controller (``None``) finishes the session. False if the reports
+        could not be written."""
+        if self.study is None:  # the session never started
+            return True
+        if workeroutput is not None:
+            workeroutput["normcheck_peak_mib"] = peak_mib()
+            return True
+        self.peak = self.peak or {"main": peak_mib()}  # no workers: this process trained
+        return self.finish()
+
     def finish(self) -> bool:
         """The controller's end, also after failures and Ctrl-C: decide the hypotheses if the
         grid is complete, write the reports of whatever finished. False if they could not be

@@ -1,7 +1,7 @@
 """Statistics for the verdicts: a bootstrap over whole replicates, t intervals, Holm's procedure.
 
 The unit that varies is the replicate: its seed (weights, batch order, dropout) and its
-train/validation split are shared by every cell and both arms, so its results are correlated
+train/validation split are shared by every cell and arm, so its results are correlated
 across them. Each bootstrap sample therefore draws one set of replicate indices and applies it
 to every cell and every arm at once; a replicate's values stay together, pairs included.
 

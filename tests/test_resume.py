@@ -76,7 +76,10 @@ def test_sigkill_then_rerun_trains_exactly_the_missing_runs(suite) -> None:
 
 def test_ctrl_c_stops_cleanly_and_keeps_what_finished(suite) -> None:
     suite.with_empty_store()
-    output = stop_during_run(suite.start(*live()), 3, signal.SIGINT)
+    # three epochs a run, so the session is still training when the signal arrives however
+    # far the child's output runs ahead of this process reading it
+    (suite.path / "slow.toml").write_text('extends = "tiny.toml"\n[train]\nepochs = 3\n')
+    output = stop_during_run(suite.start(*live("--grid", "slow.toml")), 3, signal.SIGINT)
     assert "KeyboardInterrupt" in output and "Traceback" not in output.split("KeyboardInterrupt")[0]
     assert "runs: reused 0, trained 2, 6 missing" in output
     runs = by_status(suite.runs())
@@ -87,7 +90,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(suite) -> None:
     kept = pd.read_csv(suite.path / "out" / "metrics.csv")  # the reports of what finished
     assert sorted(kept["mlflow_run_id"]) == sorted(r["id"] for r in runs["FINISHED"])
 
-    result = suite("-n", "0", "-v")
+    result = suite("-n", "0", "-v", "--grid", "slow.toml")
     assert "runs: reused 2, trained 6" in result.stdout.str()
     assert result.stdout.str().count("REUSED") == 2  # the case's own output says so
     runs = by_status(suite.runs())
