@@ -14,7 +14,7 @@ import pytest
 from normcheck.grid import Grid
 from normcheck.hypotheses import Verdict
 from normcheck.options import add_options
-from normcheck.session import SessionError, StudySession
+from normcheck.session import ALARMS, SessionError, StudySession
 
 SESSION = pytest.StashKey[StudySession]()
 
@@ -162,4 +162,4 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if lines:
         terminalreporter.section("normcheck")
     for line in lines:
-        terminalreporter.write_line(line, red=line.startswith("REPORT NOT"))
+        terminalreporter.write_line(line, red=line.startswith(ALARMS))

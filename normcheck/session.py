@@ -14,6 +14,7 @@ The pytest plugin's hooks and ``python -m normcheck report`` both drive this obj
 
 import datetime
 import json
+import os
 import platform
 import resource
 import shlex
@@ -60,6 +61,27 @@ class NothingToReport(SessionError):
     """A rebuild found no finished normcheck run to report on."""
 
 
+ALARMS = ("REPORT NOT WRITTEN", "VERDICTS NOT RECORDED")  # summary lines shown in red
+
+
+def _check_record_file(path: str | None) -> None:
+    """``--record-verdicts``: a file that can be read (if it exists) and written, checked
+    before anything trains."""
+    if path is None:
+        return
+    target = Path(path)
+    try:
+        if target.exists():
+            regression.load(target)
+    except ValueError as exc:
+        raise SessionError(f"--record-verdicts: {exc}") from exc
+    folder = target.resolve().parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK) or \
+            (target.exists() and not os.access(target, os.W_OK)):
+        raise SessionError(f"--record-verdicts {path}: cannot write there; pass a writable "
+                           "path for the record")
+
+
 def peak_mib() -> float:
     """This process's peak resident memory so far."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
@@ -91,7 +113,7 @@ class StudySession:
     origins: dict[str, int] = field(default_factory=dict)  # "trained"/"reused" -> runs
     decided: list[Verdict] = field(default_factory=list)  # the verdicts, once finished
     notes: list[str] = field(default_factory=list)  # e.g. the record written
-    error: str | None = None  # why the reports were not written
+    errors: list[str] = field(default_factory=list)  # what failed at the end, each a line
 
     @classmethod
     def from_options(cls, options: Namespace, workers: int = 0) -> "StudySession":
@@ -106,6 +128,7 @@ class StudySession:
             recorded = regression.load(expect) if expect else []
         except ValueError as exc:
             raise SessionError(f"--expect-verdicts: {exc}") from exc
+        _check_record_file(options.record_verdicts)
         return cls(grid=grid, data_dir=data_dir(getattr(options, "data_dir", None)),
                    report_dir=Path(options.report_dir).resolve(),
                    uri=options.mlflow_uri or default_tracking_uri(),
@@ -224,7 +247,7 @@ class StudySession:
             self.table = results_table(results)
             self.decided = [] if self.missing else self.verdicts(self.table)
             self._write(results, self.decided, self.context())
-            return self.error is None
+            return not self.errors
         finally:
             self.close()
 
@@ -232,14 +255,17 @@ class StudySession:
                context: dict[str, str]) -> None:
         try:
             self.written = write_reports(results, self.report_dir, verdicts, context)
-            if verdicts and self.record_verdicts:
-                self.notes.append(self._record(verdicts))
-        except (ReportError, ValueError) as exc:
+        except ReportError as exc:
             command = shlex.join(["python", "-m", "normcheck", "report", "--mlflow-uri",
                                   self.uri, "--experiment", self.experiment, "--grid",
                                   self.grid.name, "--report-dir", str(self.report_dir)])
-            self.error = (f"{exc}. The runs are safe in MLflow; rebuild the reports "
-                          f"with: {command}")
+            self.errors.append(f"REPORT NOT WRITTEN: {exc}. The runs are safe in MLflow; "
+                               f"rebuild the reports with: {command}")
+        if verdicts and self.record_verdicts:
+            try:
+                self.notes.append(self._record(verdicts))
+            except (ValueError, OSError) as exc:
+                self.errors.append(f"VERDICTS NOT RECORDED: --record-verdicts: {exc}")
 
     def _record(self, verdicts: list[Verdict]) -> str:
         splits = self.study.splits()
@@ -309,10 +335,8 @@ class StudySession:
                 lines.append(f"recorded verdicts ({self.expect_verdicts}): " + (
                     ", ".join(f"{k} {v}" for k, v in sorted(recorded.items())) if recorded
                     else "none for this grid and data fingerprint, so failing verdicts fail"))
-        lines += self.notes
-        if self.error:
-            lines.append(f"REPORT NOT WRITTEN: {self.error}")
-        else:
+        lines += self.notes + self.errors
+        if self.written:
             lines.append(f"report: {self.report_dir / 'report.md'} ({len(self.written)} files "
                          f"in {self.report_dir})")
         if self.peak:

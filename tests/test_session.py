@@ -47,6 +47,17 @@ def test_a_grid_the_hypotheses_cannot_use_is_a_session_error(tmp_path: Path) -> 
         StudySession.from_options(options(expect_verdicts=tmp_path / "bad.toml"))
 
 
+def test_a_record_file_that_cannot_be_written_is_refused_before_training(
+        tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text("[[record]\n")
+    with pytest.raises(SessionError, match=r"--record-verdicts: .*cannot read recorded verdicts"):
+        StudySession.from_options(options(record_verdicts=tmp_path / "bad.toml"))
+    with pytest.raises(SessionError, match=r"--record-verdicts .*missing/r.toml: cannot write"):
+        StudySession.from_options(options(record_verdicts=tmp_path / "missing" / "r.toml"))
+    new = StudySession.from_options(options(record_verdicts=tmp_path / "new.toml"))
+    assert new.record_verdicts == str(tmp_path / "new.toml")
+
+
 def test_verdicts_are_decided_once_per_session(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
