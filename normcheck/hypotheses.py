@@ -34,11 +34,6 @@ def declared() -> dict:
     return tomllib.loads(resources.files("normcheck").joinpath("hypotheses.toml").read_text())
 
 
-def norms_arms(names) -> list[str]:
-    """The grid's normalisations that are compared with the control."""
-    return norms.arms(names)
-
-
 def verdict_name(hypothesis: str, arm: str, arms: list[str]) -> str:
     """``H1`` when the grid compares one normalisation with none, ``H1-layernorm`` when more."""
     return hypothesis if len(arms) == 1 else f"{hypothesis}-{arm}"
@@ -49,7 +44,7 @@ def grid_problems(lrs: tuple[float, ...], fcs: tuple[int, ...],
     """Why a grid cannot test the hypotheses (empty when it can)."""
     spec = declared()
     problems = []
-    if CONTROL not in names or not norms_arms(names):
+    if CONTROL not in names or not norms.arms(names):
         problems.append(f"every hypothesis compares a normalisation with norm={CONTROL!r}; "
                         f"the grid has norm={list(names)}")
     high = spec["H2"]["high_lr"]

@@ -221,8 +221,8 @@ class StudySession:
 
     def end(self, workeroutput: dict | None) -> bool:
         """The end of this process's part: a worker reports its peak memory into
-        ``workeroutput``; the controller (``None``) finishes the session. False if the reports
-        could not be written."""
+        ``workeroutput``; the controller (``None``) finishes the session. False if the reports or
+        the record could not be written."""
         if self.study is None:  # the session never started
             return True
         if workeroutput is not None:
@@ -233,8 +233,8 @@ class StudySession:
 
     def finish(self) -> bool:
         """The controller's end, also after failures and Ctrl-C: decide the hypotheses if the
-        grid is complete, write the reports of whatever finished. False if they could not be
-        written (``error`` says why; the runs are safe in MLflow)."""
+        grid is complete, write the reports of whatever finished. False if the reports or the
+        record could not be written (``errors`` says why; the runs are safe in MLflow)."""
         try:
             outcomes = self.study.outcomes()
             results = [result for result, _ in outcomes]
