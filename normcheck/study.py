@@ -123,21 +123,18 @@ class Study:
         """Every (result, origin) this session has so far, from any of its processes."""
         return [_read(p) for p in sorted(self.results_dir.glob("[!.]*.json"))]
 
-    def adopt_finished(self, configs: list[TrainConfig]) -> int:
+    def adopt_finished(self, configs: list[TrainConfig]) -> None:
         """Take every configuration that has a FINISHED run in the experiment as this
-        session's result, in one query, before any process trains; returns how many. A
-        session whose runs are all in the store then trains and queries nothing more."""
+        session's result, in one query, before any process trains. A session whose runs are
+        all in the store then trains and queries nothing more."""
         if self.tracker is None or self.retrain:
-            return 0
+            return
         finished = self.tracker.finished_by_hash()
-        adopted = 0
         for config in configs:
             run = finished.get(self.key(config))
             path = self._path(config)
             if run is not None and not path.exists():
                 _write(path, load_results(self.tracker, [run])[0], "reused")
-                adopted += 1
-        return adopted
 
     def _reuse_or_train(self, config: TrainConfig) -> tuple[RunResult, str]:
         if self.tracker is None:
