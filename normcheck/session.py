@@ -184,12 +184,9 @@ class StudySession:
 
     # -- results and verdicts --------------------------------------------------------------
 
-    def run(self, config) -> RunResult:
-        return self.study.run(config)
-
     def complete_table(self) -> pd.DataFrame:
         """The whole grid's metrics table, training whatever configuration is still missing."""
-        return results_table(self.run(c) for c in self.grid.configs())
+        return results_table(self.study.run(c) for c in self.grid.configs())
 
     def verdicts(self, table: pd.DataFrame | None = None) -> list[Verdict]:
         """Every hypothesis's verdict, decided once per session (Holm over the family): the
