@@ -204,17 +204,21 @@ class Tracker:
         """The experiment's FINISHED runs by configuration hash, the newest of each: one query
         answers whether each of a grid's configurations can be reused."""
         with self.locked():
-            runs = self.client.search_runs(
-                [self.experiment_id], "attributes.status = 'FINISHED'", max_results=50000)
-        newest: dict[str, Any] = {}
-        for run in sorted(runs, key=lambda r: r.info.start_time):
-            if "normcheck.config_hash" in run.data.tags:
-                newest[run.data.tags["normcheck.config_hash"]] = run
-        return newest
+            return newest_finished(self.client.search_runs(
+                [self.experiment_id], "attributes.status = 'FINISHED'", max_results=50000))
 
 
 HISTORY_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "loss_range",
                    "grad_change", "beta_smoothness")
+
+
+def newest_finished(runs: list[Any]) -> dict[str, Any]:
+    """The FINISHED normcheck runs among ``runs``, the newest of each configuration hash."""
+    newest: dict[str, Any] = {}
+    for run in sorted(runs, key=lambda r: r.info.start_time):
+        if run.info.status == "FINISHED" and "normcheck.config_hash" in run.data.tags:
+            newest[run.data.tags["normcheck.config_hash"]] = run
+    return newest
 
 
 def load_results(tracker: Tracker, runs: list[Any] | None = None) -> list[RunResult]:
@@ -223,13 +227,8 @@ def load_results(tracker: Tracker, runs: list[Any] | None = None) -> list[RunRes
     RUNNING (killed) and FAILED runs are never taken for finished ones. ``runs``: the
     experiment's runs, if the caller already fetched them.
     """
-    runs = [r for r in (tracker.runs() if runs is None else runs)
-            if r.info.status == "FINISHED" and "normcheck.config_hash" in r.data.tags]
-    newest: dict[str, Any] = {}
-    for run in sorted(runs, key=lambda r: r.info.start_time):
-        newest[run.data.tags["normcheck.config_hash"]] = run
     results = []
-    for run in newest.values():
+    for run in newest_finished(tracker.runs() if runs is None else runs).values():
         p, m = run.data.params, run.data.metrics
         config = TrainConfig(**{f: kind(p[f]) for f, kind in TrainConfig.__annotations__.items()
                                 if f in p})
