@@ -6,15 +6,16 @@ several normalisations). ``record_verdicts`` writes or updates the record of one
 with the numbers as comments, so adopting the check on one's own data is one command.
 """
 
+import datetime
 import re
 import tomllib
 from pathlib import Path
 
 import tomlkit
 
-from normcheck import norms
+from normcheck import __version__, norms
 from normcheck.atomic import atomic_path
-from normcheck.hypotheses import CHECKS, VERDICTS, Verdict
+from normcheck.hypotheses import CHECKS, VERDICTS, Verdict, declared
 
 NAME = re.compile(r"^(H\d+)(?:-(\w+))?$")
 HEADER = """\
@@ -88,10 +89,11 @@ def _numbers(verdict: Verdict) -> str:
 
 
 def record_verdicts(path: str | Path, grid: str, fingerprint: str, verdicts: list[Verdict],
-                    about: dict[str, str]) -> str:
+                    how: str, data: str | None = None) -> str:
     """Write the record of ``grid`` on data ``fingerprint`` into ``path``, replacing that
     grid and data's earlier record and keeping every other one (and its comments) as it was.
-    ``about``: other string fields to record (data, recorded). Returns what was done."""
+    The record says when, with which normcheck and registration, and ``how`` (replicates, or
+    where it was rebuilt from); ``data`` names the source. Returns what was done."""
     path = Path(path)
     try:
         text = path.read_text() if path.exists() else ""
@@ -105,8 +107,10 @@ def record_verdicts(path: str | Path, grid: str, fingerprint: str, verdicts: lis
     table = tomlkit.table()
     table.add("grid", grid)
     table.add("data_fingerprint", fingerprint)
-    for key, value in about.items():
-        table.add(key, value)
+    if data:
+        table.add("data", data)
+    table.add("recorded", f"{datetime.date.today().isoformat()}, normcheck {__version__}, "
+                          f"hypotheses.toml version {declared()['version']}, {how}")
     for verdict in verdicts:
         table.add(verdict.name, verdict.outcome)
         table[verdict.name].comment(_numbers(verdict))

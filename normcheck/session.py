@@ -12,7 +12,6 @@ The pytest plugin's hooks and ``python -m normcheck report`` both drive this obj
   says what happened in lines for the terminal.
 """
 
-import datetime
 import json
 import os
 import platform
@@ -267,12 +266,10 @@ class StudySession:
     def _record(self, verdicts: list[Verdict]) -> str:
         splits = self.study.splits()
         seeds = sorted({c.seed for c in self.grid.configs()})
-        about = {"data": f"{splits.source}, protocol {splits.protocol}",
-                 "recorded": f"{datetime.date.today().isoformat()}, normcheck {__version__}, "
-                             f"hypotheses.toml version {hypotheses.declared()['version']}, "
-                             f"{len(seeds)} replicates from seed {seeds[0]}"}
-        return regression.record_verdicts(self.record_verdicts, self.grid.name,
-                                          self.fingerprint, verdicts, about)
+        return regression.record_verdicts(
+            self.record_verdicts, self.grid.name, self.fingerprint, verdicts,
+            f"{len(seeds)} replicates from seed {seeds[0]}",
+            f"{splits.source}, protocol {splits.protocol}")
 
     def close(self) -> None:
         """Remove the session's results folder (the runs themselves are in MLflow)."""
@@ -383,6 +380,5 @@ class StudySession:
                                    f"base split on one data source; these have {len(base)}")
             self.notes.append(regression.record_verdicts(
                 self.record_verdicts, self.grid.name, base.pop(), verdicts,
-                {"recorded": f"{datetime.date.today().isoformat()}, normcheck {__version__}, "
-                             f"rebuilt from {self.uri}"}))
+                f"rebuilt from {self.uri}"))
         return verdicts, written

@@ -55,15 +55,15 @@ def with_numbers(name: str, outcome: str, value: float) -> Verdict:
 def test_record_verdicts_writes_then_replaces_its_own_record_only(tmp_path: Path) -> None:
     path = tmp_path / "recorded.toml"
     first = [with_numbers("H1", "superior", 0.05), with_numbers("H2", "inconclusive", 0.01)]
-    done = regression.record_verdicts(path, "mine.toml", "abc", first, {"data": "my data"})
+    done = regression.record_verdicts(path, "mine.toml", "abc", first, "by hand", "my data")
     assert done.startswith("added the record of grid 'mine.toml' on data abc")
     text = path.read_text()
     assert text.startswith("# Verdicts the study has produced")
     assert 'H1 = "superior" # mean paired difference: +0.050 [+0.004, +0.096] (99.00%)' in text
-    regression.record_verdicts(path, "quick", "abc", first, {})  # another grid
+    regression.record_verdicts(path, "quick", "abc", first, "by hand")  # another grid
     path.write_text(path.read_text().replace('grid = "quick"', '# kept\ngrid = "quick"'))
     done = regression.record_verdicts(path, "mine.toml", "abc",
-                                      [with_numbers("H1", "non-inferior", 0.0)], {})
+                                      [with_numbers("H1", "non-inferior", 0.0)], "by hand")
     assert done.startswith("replaced the record")
     records = tomllib.loads(path.read_text())["record"]
     assert [(r["grid"], r.get("H1")) for r in records] == [("mine.toml", "non-inferior"),
@@ -77,4 +77,4 @@ def test_record_verdicts_rejects_an_unreadable_file(tmp_path: Path) -> None:
     path = tmp_path / "broken.toml"
     path.write_text("[[record]\n")
     with pytest.raises(ValueError, match=r"broken.toml: cannot read recorded verdicts"):
-        regression.record_verdicts(path, "quick", "abc", [verdict("holds", "H1")], {})
+        regression.record_verdicts(path, "quick", "abc", [verdict("holds", "H1")], "by hand")
