@@ -17,6 +17,7 @@ from typing import Any
 from filelock import FileLock
 
 from normcheck.records import EpochMetrics, RunResult, TrainConfig
+from normcheck.uris import redact, redact_text
 
 DEFAULT_EXPERIMENT = "normcheck"
 
@@ -48,8 +49,25 @@ def _check_reachable(uri: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((parts.hostname, port), timeout=timeout).close()
     except OSError as exc:
-        raise TrackingError(f"MLflow tracking server {uri} cannot be reached ({exc}); start "
-                            f"it, or pass another --mlflow-uri") from exc
+        raise TrackingError(f"MLflow tracking server {redact(uri)} cannot be reached ({exc}); "
+                            f"start it, or pass another --mlflow-uri") from exc
+
+
+def _experiment_id(client: Any, name: str) -> str:
+    """The experiment's id, creating it if needed. Two sessions creating it at once on a
+    shared server: one creates it, the other's create fails and it reads the winner's."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def _store_lock(uri: str) -> contextlib.AbstractContextManager:
@@ -96,27 +114,22 @@ class Tracker:
         try:
             with _store_lock(uri):
                 client = MlflowClient(tracking_uri=uri)
-                experiment = client.get_experiment_by_name(experiment_name)
-                experiment_id = (experiment.experiment_id if experiment
-                                 else client.create_experiment(experiment_name))
+                experiment_id = _experiment_id(client, experiment_name)
         except Exception as exc:
-            raise TrackingError(f"MLflow tracking store {uri} cannot be used: {exc}") from exc
+            raise TrackingError(f"MLflow tracking store {redact(uri)} cannot be used: "
+                                f"{redact_text(str(exc), uri)}") from None
         return cls(uri, experiment_id)
 
-    def training_lock(self, config_hash: str) -> FileLock:
-        """Held while a configuration is looked up and trained: another session (or worker)
-        asking for the same configuration waits, then finds the finished run. A run left
-        RUNNING while nobody holds its lock was killed."""
+    def lock_folder(self) -> Path:
+        """Where this store's file claims live (see ``normcheck.claims``): beside an SQLite
+        file, else in the cache, one folder per store."""
         db = _sqlite_path(self.uri)
         if db is not None:
-            folder = Path(f"{db}.normcheck-locks")
-        else:
-            from normcheck.data import default_cache_dir
+            return Path(f"{db}.normcheck-locks")
+        from normcheck.data import default_cache_dir
 
-            store = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
-            folder = default_cache_dir() / "locks" / store
-        folder.mkdir(parents=True, exist_ok=True)
-        return FileLock(folder / f"{self.experiment_id}-{config_hash}.lock")
+        store = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
+        return default_cache_dir() / "locks" / store
 
     def _search(self, config_hash: str, status: str | None = None) -> list[Any]:
         query = f"tags.`normcheck.config_hash` = '{config_hash}'"
@@ -133,7 +146,7 @@ class Tracker:
     def mark_stale(self, config_hash: str, reason: str) -> list[str]:
         """Mark this configuration's unfinished runs stale (RUNNING ones become FAILED).
 
-        Call only while holding :meth:`training_lock`, so no live process owns them.
+        Call only while holding the configuration's claim, so no live process owns them.
         """
         from mlflow.entities import RunTag
 
