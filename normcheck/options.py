@@ -12,8 +12,10 @@ from typing import Any
 
 from normcheck.grid import Grid, GridError, load_grid
 from normcheck.tracking import DEFAULT_EXPERIMENT
+from normcheck.uris import is_postgres
 
 DATA_ENV = "NORMCHECK_DATA"
+CLAIMS_ENV = "NORMCHECK_CLAIMS_DB"
 
 
 def grid_option(value: str) -> Grid:
@@ -38,6 +40,27 @@ def at_least(minimum: int) -> Callable[[str], int]:
 
     parse.__name__ = f"integer >= {minimum}"
     return parse
+
+
+def _number(value: str, minimum: float, strict: bool) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not (number > minimum if strict else number >= minimum):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number {'>' if strict else '>='} {minimum:g}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    """An argparse type: a number > 0 (``--cpus-per-run``)."""
+    return _number(value, 0, strict=True)
+
+
+def non_negative_float(value: str) -> float:
+    """An argparse type: a number >= 0 (``--gpus-per-run``)."""
+    return _number(value, 0, strict=False)
 
 
 OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
@@ -81,6 +104,26 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         default=None, metavar="TOML",
         help="write (or update) this grid and data's record of verdicts in TOML, with the "
              "numbers as comments, for --expect-verdicts to check later")),
+    "engine": (("--engine",), dict(
+        choices=["local", "ray"], default="local",
+        help="where configurations train: in this machine's pytest processes (local; spread "
+             "them with -n), or as tasks on a Ray cluster, the pytest process its driver [local]")),
+    "ray_address": (("--ray-address",), dict(
+        default=None, metavar="ADDR",
+        help="--engine ray: the cluster's head, host:port (default: $RAY_ADDRESS, else start "
+             "Ray on this machine)")),
+    "cpus_per_run": (("--cpus-per-run",), dict(
+        type=positive_float, default=1.0, metavar="N",
+        help="--engine ray: CPUs a training task asks for, and the threads it uses [1]")),
+    "gpus_per_run": (("--gpus-per-run",), dict(
+        type=non_negative_float, default=0.0, metavar="F",
+        help="--engine ray: GPUs a training task asks for; a fraction (0.25) packs several "
+             "runs on one GPU [0]")),
+    "claims_db": (("--claims-db",), dict(
+        default=None, metavar="URI",
+        help="PostgreSQL database (postgresql://...) where each configuration is claimed, so "
+             f"sessions on several machines train it once (default: ${CLAIMS_ENV}, else the "
+             "--mlflow-uri if it is PostgreSQL, else file locks on this machine)")),
     "inconclusive": (("--inconclusive",), dict(
         choices=["fail", "warn"], default="fail",
         help="an inconclusive verdict fails the check, or only warns [fail]")),
@@ -98,6 +141,13 @@ def add_options(add: Callable[..., Any], names: tuple[str, ...] = SESSION_OPTION
     for name in names:
         flags, keywords = OPTIONS[name]
         add(*flags, **{**keywords, **overrides.get(name, {})})
+
+
+def claims_db(value: str | None, tracking_uri: str) -> str | None:
+    """``--claims-db``, else ``$NORMCHECK_CLAIMS_DB``, else the tracking URI if it is a
+    PostgreSQL one, else None (file locks on this machine)."""
+    return value or os.environ.get(CLAIMS_ENV) or (tracking_uri if is_postgres(tracking_uri)
+                                                   else None)
 
 
 def data_dir(value: str | None) -> str | None:

@@ -30,9 +30,11 @@ from filelock import FileLock
 
 from normcheck import __version__, hypotheses, regression
 from normcheck.atomic import atomic_path
+from normcheck.claims import ClaimsError, open_claims
+from normcheck.cluster import EngineError, RayOptions
 from normcheck.grid import Grid
 from normcheck.hypotheses import Verdict
-from normcheck.options import data_dir
+from normcheck.options import claims_db, data_dir
 from normcheck.records import RunResult
 from normcheck.report import (
     ReportError,
@@ -44,6 +46,7 @@ from normcheck.report import (
     write_reports,
 )
 from normcheck.tracking import Tracker, TrackingError, default_tracking_uri, load_results
+from normcheck.uris import redact
 
 if TYPE_CHECKING:
     from normcheck.study import Study  # imports torch: loaded when a session is prepared
@@ -81,6 +84,21 @@ def _check_record_file(path: str | None) -> None:
                            "path for the record")
 
 
+def _ray_options(options: Namespace, uri: str, workers: int) -> RayOptions | None:
+    """``--engine ray`` and its options, checked: None for the local engine."""
+    if getattr(options, "engine", "local") != "ray":
+        return None
+    if workers:
+        raise SessionError(f"--engine ray with -n {workers}: with Ray the pytest process is "
+                           "the driver and the cluster trains in parallel; drop -n")
+    address = options.ray_address or os.environ.get("RAY_ADDRESS") or None
+    if address and uri.startswith("sqlite:"):
+        raise SessionError(f"--engine ray --ray-address {address} with --mlflow-uri {uri}: a "
+                           "cluster's nodes cannot write this machine's SQLite file; pass an "
+                           "MLflow server (http://...) or a postgresql:// store")
+    return RayOptions(address, options.cpus_per_run, options.gpus_per_run)
+
+
 def peak_mib() -> float:
     """This process's peak resident memory so far."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
@@ -102,6 +120,8 @@ class StudySession:
     record_verdicts: str | None = None
     inconclusive: str = "fail"
     workers: int = 0
+    ray: RayOptions | None = None  # --engine ray; None: local
+    claims_db: str | None = None  # PostgreSQL claims; None: file locks
     recorded: list[dict] = field(default_factory=list)
     study: "Study | None" = None
     results_dir: Path | None = None
@@ -128,9 +148,11 @@ class StudySession:
         except ValueError as exc:
             raise SessionError(f"--expect-verdicts: {exc}") from exc
         _check_record_file(options.record_verdicts)
+        uri = options.mlflow_uri or default_tracking_uri()
+        ray = _ray_options(options, uri, workers)
         return cls(grid=grid, data_dir=data_dir(getattr(options, "data_dir", None)),
-                   report_dir=Path(options.report_dir).resolve(),
-                   uri=options.mlflow_uri or default_tracking_uri(),
+                   report_dir=Path(options.report_dir).resolve(), uri=uri, ray=ray,
+                   claims_db=claims_db(getattr(options, "claims_db", None), uri),
                    experiment=options.experiment,
                    log_model=getattr(options, "log_model", False),
                    retrain=getattr(options, "retrain", False), expect_verdicts=expect,
@@ -151,14 +173,20 @@ class StudySession:
         except (ReportError, TrackingError) as exc:
             raise SessionError(str(exc)) from exc
         self.results_dir = Path(tempfile.mkdtemp(prefix="normcheck-session-"))
-        self.study = self._study(tracker, {}, (0, 1))  # trains only without workers
-        try:  # every split the grid uses: data errors surface now, before any training
+        try:
+            self.study = self._study(tracker, {}, (0, 1))  # trains only without workers
             for split_seed in sorted({c.split_seed for c in self.grid.configs()}):
-                self.study.fingerprint(split_seed)
-        except DataError as exc:
+                self.study.fingerprint(split_seed)  # data errors surface now, before training
+            self.study.adopt_finished(self.grid.configs())
+            if self.ray is not None:
+                from normcheck.cluster import RayRunner
+
+                self.study.remote = RayRunner(self.study, self.ray)
+                self.study.remote.start(self.grid.configs())
+        except (DataError, EngineError, ClaimsError) as exc:
             self.close()
-            raise SessionError(f"data: {exc}") from exc
-        self.study.adopt_finished(self.grid.configs())
+            raise SessionError(f"data: {exc}" if isinstance(exc, DataError) else str(exc)) \
+                from None
 
     def handoff(self) -> dict:
         """What a worker needs to join: JSON-able."""
@@ -170,16 +198,21 @@ class StudySession:
         """A worker's start, from the controller's ``handoff``: no data, torch or MLflow is
         loaded until the worker has something to train."""
         self.results_dir = Path(handoff["results_dir"])
-        self.study = self._study(Tracker(self.uri, handoff["experiment_id"]),
-                                 {int(k): v for k, v in handoff["fingerprints"].items()},
-                                 (worker, workers))
+        try:
+            self.study = self._study(Tracker(self.uri, handoff["experiment_id"]),
+                                     {int(k): v for k, v in handoff["fingerprints"].items()},
+                                     (worker, workers))
+        except ClaimsError as exc:
+            raise SessionError(str(exc)) from None
 
     def _study(self, tracker: Tracker, fingerprints: dict[int, str],
                worker: tuple[int, int]) -> "Study":
         from normcheck.study import Study
 
+        claims = open_claims(self.claims_db, tracker.experiment_id, tracker.lock_folder())
         return Study(self.data_dir, self.grid.data, self.results_dir, tracker, worker=worker,
-                     log_model=self.log_model, retrain=self.retrain, fingerprints=fingerprints)
+                     log_model=self.log_model, retrain=self.retrain, fingerprints=fingerprints,
+                     claims=claims)
 
     # -- results and verdicts --------------------------------------------------------------
 
@@ -253,7 +286,7 @@ class StudySession:
             self.written = write_reports(results, self.report_dir, verdicts, context)
         except ReportError as exc:
             command = shlex.join(["python", "-m", "normcheck", "report", "--mlflow-uri",
-                                  self.uri, "--experiment", self.experiment, "--grid",
+                                  redact(self.uri), "--experiment", self.experiment, "--grid",
                                   self.grid.name, "--report-dir", str(self.report_dir)])
             self.errors.append(f"REPORT NOT WRITTEN: {exc}. The runs are safe in MLflow; "
                                f"rebuild the reports with: {command}")
@@ -272,7 +305,12 @@ class StudySession:
             f"{splits.source}, protocol {splits.protocol}")
 
     def close(self) -> None:
-        """Remove the session's results folder (the runs themselves are in MLflow)."""
+        """Leave the cluster, free this process's claims and remove the session's results
+        folder (the runs themselves are in MLflow)."""
+        if self.study is not None and self.study.remote is not None:
+            self.study.remote.close()
+        if self.study is not None and self.study.claims is not None:
+            self.study.claims.close()
         if self.results_dir is not None:
             shutil.rmtree(self.results_dir, ignore_errors=True)
 
@@ -302,9 +340,11 @@ class StudySession:
             "classes": ", ".join(splits.classes),
             "environment": f"normcheck {__version__}, Python {platform.python_version()}, "
                            f"torch {torch.__version__}, {platform.machine()}, {cpu_count()} "
-                           f"cores, xdist workers: {self.workers}, device "
-                           f"{self.study.training_device()}",
-            "MLflow": f"{self.uri}, experiment `{self.experiment}`",
+                           f"cores, " + (f"engine: {self.ray.describe()}" if self.ray else
+                                         f"xdist workers: {self.workers}, device "
+                                         f"{self.study.training_device()}"),
+            "MLflow": f"{redact(self.uri)}, experiment `{self.experiment}`"
+                      + (f", claims in {redact(self.claims_db)}" if self.claims_db else ""),
         }
 
     def summary(self) -> list[str]:
@@ -336,7 +376,7 @@ class StudySession:
         if self.peak:
             lines.append("peak memory: " + ", ".join(f"{name} {mib:.0f} MiB" for name, mib in
                                                      sorted(self.peak.items())))
-        lines.append(f"MLflow: {self.uri}, experiment {self.experiment!r}")
+        lines.append(f"MLflow: {redact(self.uri)}, experiment {self.experiment!r}")
         if self.uri.startswith("sqlite:"):
             lines.append(f"  view it with: mlflow ui --backend-store-uri {self.uri}")
         return lines
@@ -357,7 +397,7 @@ class StudySession:
             results = [r for r in results if r.config.case_id in wanted]
         if not results:
             raise NothingToReport(f"no finished normcheck runs in experiment {self.experiment!r} "
-                               f"of {self.uri}" + (f" for grid {self.grid.name!r}"
+                               f"of {redact(self.uri)}" + (f" for grid {self.grid.name!r}"
                                                    if self.grid else ""))
         used = {r.run_id for r in results}
         fingerprints = sorted({str(r.data.tags.get("normcheck.data_fingerprint")) for r in runs
@@ -370,7 +410,7 @@ class StudySession:
             verdicts = hypotheses.evaluate(results_table(results))
         except ValueError as exc:  # e.g. runs without their paired partner
             self.notes.append(f"hypotheses not evaluated ({exc})")
-        context = {"source": f"rebuilt from MLflow store {self.uri}, experiment "
+        context = {"source": f"rebuilt from MLflow store {redact(self.uri)}, experiment "
                              f"`{self.experiment}`, {len(results)} finished runs",
                    "data fingerprints": ", ".join(f"`{f}`" for f in fingerprints)}
         written = write_reports(results, self.report_dir, verdicts, context)
@@ -380,5 +420,5 @@ class StudySession:
                                    f"base split on one data source; these have {len(base)}")
             self.notes.append(regression.record_verdicts(
                 self.record_verdicts, self.grid.name, base.pop(), verdicts,
-                f"rebuilt from {self.uri}"))
+                f"rebuilt from {redact(self.uri)}"))
         return verdicts, written

@@ -5,8 +5,11 @@ trained under a file lock by whichever process asks first; every other process w
 reads the result, so nothing is trained twice however xdist distributes the cases.
 
 Across sessions the MLflow experiment is the record: a configuration whose FINISHED run (same
-configuration hash) is there is reused, not trained again. Runs a killed session left RUNNING,
-and FAILED ones, are marked stale and their configuration trains again.
+configuration hash) is there is reused, not trained again. A configuration is looked up and
+trained under its claim (``normcheck.claims``: file locks on one machine, PostgreSQL across
+machines); runs a killed session left RUNNING, and FAILED ones, are marked stale and their
+configuration trains again. With a ``remote`` engine (``normcheck.cluster``), configurations
+train on a Ray cluster and this process only collects their results.
 """
 
 import json
@@ -19,12 +22,14 @@ from filelock import FileLock
 
 from normcheck import __version__
 from normcheck.atomic import atomic_path
+from normcheck.claims import Claims, FileClaims
 from normcheck.records import DataSpec, EpochMetrics, RunResult, TrainConfig, config_hash
 from normcheck.tracking import Tracker, load_results
 
 if TYPE_CHECKING:  # torch, the data and the trainer load only in a process that trains
     import torch
 
+    from normcheck.cluster import RayRunner
     from normcheck.data import Images, SplitData
     from normcheck.train import DeviceData
 
@@ -50,6 +55,9 @@ class Study:
     cache_dir: Path | None = None
     retrain: bool = False  # train even where the experiment has a finished run
     fingerprints: dict[int, str] = field(default_factory=dict)  # split seed -> data fingerprint
+    claims: Claims | None = None  # None: file locks beside the store (see Tracker.lock_folder)
+    remote: "RayRunner | None" = None  # trains on a cluster instead of in this process
+    node: str | None = None  # the Ray node this process trains on, tagged on its runs
     _images: "Images | None" = field(default=None, repr=False)
     _split: "SplitData | None" = field(default=None, repr=False)  # the latest split drawn
     _device_data: "DeviceData | None" = field(default=None, repr=False)  # and on the device
@@ -76,6 +84,11 @@ class Study:
             self._split = self._images.splits(replace(self.spec, split_seed=seed))
             self.fingerprints[seed] = self._split.fingerprint
         return self._split
+
+    def use_split(self, split: "SplitData") -> None:
+        """Train on ``split`` (e.g. from Ray's object store) instead of reading the data."""
+        self._split = split
+        self.fingerprints[split.split_seed] = split.fingerprint
 
     def fingerprint(self, split_seed: int) -> str:
         """The data fingerprint of a split (part of every configuration's hash); a process
@@ -107,6 +120,8 @@ class Study:
         path = self._path(config)
         if path.exists():
             return _read(path)[0]
+        if self.remote is not None:
+            return self.remote.result(config)
         with FileLock(f"{path}.lock"):
             if not path.exists():
                 result, origin = self._reuse_or_train(config)
@@ -123,6 +138,14 @@ class Study:
         """Every (result, origin) this session has so far, from any of its processes."""
         return [_read(p) for p in sorted(self.results_dir.glob("[!.]*.json"))]
 
+    def missing(self, configs: list[TrainConfig]) -> list[TrainConfig]:
+        """The configurations this session has no result for yet."""
+        return [c for c in configs if not self._path(c).exists()]
+
+    def record(self, config: TrainConfig, result: RunResult, origin: str) -> None:
+        """Take ``result`` as this session's result for ``config``."""
+        _write(self._path(config), result, origin)
+
     def adopt_finished(self, configs: list[TrainConfig]) -> None:
         """Take every configuration that has a FINISHED run in the experiment as this
         session's result, in one query, before any process trains. A session whose runs are
@@ -138,22 +161,38 @@ class Study:
 
     def _reuse_or_train(self, config: TrainConfig) -> tuple[RunResult, str]:
         if self.tracker is None:
-            return self._train_and_log(config), "trained"
+            return self.train_and_log(config), "trained"
         key = self.key(config)
-        with self.tracker.training_lock(key):  # another session training it: wait, then reuse
-            if not self.retrain:
-                found = self.tracker.finished(key)
-                if found is not None:
-                    log.info("%s: reused MLflow run %s", config.case_id, found.run_id)
-                    return found, "reused"
-            stale = self.tracker.mark_stale(key, "left unfinished by an earlier session; "
-                                                 "trained again")
-            if stale:
-                log.warning("%s: marked stale runs %s, training again", config.case_id,
-                            ", ".join(stale))
-            return self._train_and_log(config), "trained"
+        with self.claimed().hold(key):  # another session training it: wait, then reuse
+            found = self.finished_or_clear(config)
+            if found is not None:
+                return found, "reused"
+            return self.train_and_log(config), "trained"
 
-    def _train_and_log(self, config: TrainConfig) -> RunResult:
+    def claimed(self) -> Claims:
+        """The claims configurations are trained under (file locks unless given others)."""
+        if self.claims is None:
+            self.claims = FileClaims(self.tracker.lock_folder())
+        return self.claims
+
+    def finished_or_clear(self, config: TrainConfig) -> RunResult | None:
+        """Under the configuration's claim: its finished run (unless ``retrain``), else None
+        after marking the runs nobody alive owns stale, so it can be trained."""
+        key = self.key(config)
+        if not self.retrain:
+            found = self.tracker.finished(key)
+            if found is not None:
+                log.info("%s: reused MLflow run %s", config.case_id, found.run_id)
+                return found
+        stale = self.tracker.mark_stale(key, "left unfinished by an earlier session; "
+                                             "trained again")
+        if stale:
+            log.warning("%s: marked stale runs %s, training again", config.case_id,
+                        ", ".join(stale))
+        return None
+
+    def train_and_log(self, config: TrainConfig) -> RunResult:
+        """Train ``config`` on this process's device, logging it as an MLflow run."""
         from normcheck.train import train
 
         run_id = None
@@ -197,7 +236,8 @@ class Study:
                 "normcheck.cell_id": config.cell_id,
                 "normcheck.data_fingerprint": self.fingerprint(config.split_seed),
                 "normcheck.version": __version__,
-                "normcheck.device": str(self.training_device())}
+                "normcheck.device": str(self.training_device()),
+                **({"normcheck.ray_node": self.node} if self.node else {})}
 
 
 def _write(path: Path, result: RunResult, origin: str) -> None:

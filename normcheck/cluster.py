@@ -1,0 +1,219 @@
+"""The Ray engine: a grid's configurations trained as Ray tasks on a cluster.
+
+The pytest process is the driver. When the session starts, it claims every configuration the
+store has no finished run of (``normcheck.claims``), puts each split it needs into Ray's
+object store once and submits a task per claimed configuration, so the cluster trains them in
+parallel while pytest walks the cases; each case waits for its own result. A configuration
+another session has claimed is waited for, then reused, or trained here if that session died
+before finishing it.
+
+Tasks are never retried (a retry could train a configuration twice). A task whose node or
+worker died leaves its MLflow run RUNNING; the driver marks it FAILED and fails the case,
+saying so, and the next session trains the configuration.
+"""
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from normcheck.records import DataSpec, RunResult, TrainConfig
+from normcheck.tracking import Tracker
+
+if TYPE_CHECKING:
+    from normcheck.data import SplitData
+    from normcheck.study import Study
+
+log = logging.getLogger("normcheck")
+
+CONNECT_TIMEOUT_S = 5
+
+
+class EngineError(RuntimeError):
+    """The cluster cannot be used, or a task on it failed; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where the cluster is and what one training task asks of it."""
+
+    address: str | None = None  # None: $RAY_ADDRESS, else a Ray started on this machine
+    cpus_per_run: float = 1.0
+    gpus_per_run: float = 0.0
+
+    def describe(self) -> str:
+        asks = f"{self.cpus_per_run:g} CPU" + (f", {self.gpus_per_run:g} GPU"
+                                               if self.gpus_per_run else "")
+        return f"Ray at {self.address or 'a new local instance'}, {asks} per run"
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not after Ray's retries, when nothing listens at ``host:port``."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local": Ray resolves them itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise EngineError(f"--ray-address {address}: no Ray cluster reachable there ({exc}); "
+                          "start one (docs/cluster.md) or pass its head's address") from None
+
+
+def connect(options: RayOptions) -> None:
+    """Join the cluster (``ray.init``), or fail with an ``EngineError`` that says why."""
+    try:
+        import ray
+    except ImportError:
+        raise EngineError("--engine ray needs Ray: pip install 'normcheck[cluster]'") from None
+    address = options.address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        _check_reachable(address)
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
+                 configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise EngineError(f"--ray-address {address}: cannot join the Ray cluster: {exc}") from None
+    resources = ray.cluster_resources()
+    for name, asked in (("CPU", options.cpus_per_run), ("GPU", options.gpus_per_run)):
+        if asked and resources.get(name, 0) < asked:
+            ray.shutdown()
+            flag = f"--{name.lower()}s-per-run"
+            raise EngineError(f"{flag} {asked:g}: the cluster has {resources.get(name, 0):g} "
+                              f"{name}s in all, so no run could start; ask for less")
+
+
+def train_task(config: TrainConfig, spec: DataSpec, split: "SplitData", uri: str,
+               experiment_id: str, log_model: bool, cpus: float) -> RunResult:
+    """One configuration trained on a Ray worker, logged to the store at ``uri``. Ray set the
+    visible GPU if the task asked for one; a CPU task uses the threads it asked for."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import ray
+    import torch
+
+    from normcheck.study import Study
+
+    if ray.get_gpu_ids():
+        device = torch.device("cuda", 0)
+    else:
+        torch.set_num_threads(max(1, int(cpus)))
+        device = torch.device("cpu")
+    study = Study(None, spec, Path(), Tracker(uri, experiment_id), device=device,
+                  log_model=log_model, node=ray.util.get_node_ip_address())
+    study.use_split(split)
+    return study.train_and_log(config)
+
+
+@dataclass
+class RayRunner:
+    """The driver's side: claims, submits and collects a session's configurations."""
+
+    study: "Study"
+    options: RayOptions
+    poll_s: float = 0.2
+    waiting: dict[str, TrainConfig] = field(default_factory=dict)  # key -> not yet resolved
+    flying: dict[Any, str] = field(default_factory=dict)  # task reference -> key
+    failed: dict[str, str] = field(default_factory=dict)  # key -> why its task failed
+    submitted: int = 0
+    _splits: dict[int, Any] = field(default_factory=dict)  # split seed -> object reference
+    _task: Any = None
+
+    def start(self, configs: list[TrainConfig]) -> None:
+        """Join the cluster and submit every configuration this session has no result for
+        and can claim."""
+        import ray
+
+        connect(self.options)
+        self._task = ray.remote(train_task).options(
+            num_cpus=self.options.cpus_per_run, num_gpus=self.options.gpus_per_run,
+            max_retries=0, retry_exceptions=False)
+        self.waiting = {self.study.key(c): c for c in self.study.missing(configs)}
+        self._submit_claimable()
+
+    def _split(self, split_seed: int) -> Any:
+        import ray
+
+        if split_seed not in self._splits:
+            self._splits[split_seed] = ray.put(self.study.splits(split_seed))
+        return self._splits[split_seed]
+
+    def _submit_claimable(self) -> None:
+        """Claim what nobody holds: reuse it if it finished meanwhile, else submit it."""
+        claims, tracker = self.study.claimed(), self.study.tracker
+        in_flight = set(self.flying.values())
+        for key, config in list(self.waiting.items()):
+            if key in in_flight or key in self.failed or not claims.try_claim(key):
+                continue
+            try:
+                found = self.study.finished_or_clear(config)
+                if found is None:
+                    ref = self._task.remote(config, self.study.spec,
+                                            self._split(config.split_seed), tracker.uri,
+                                            tracker.experiment_id, self.study.log_model,
+                                            self.options.cpus_per_run)
+                    self.flying[ref] = key
+                    self.submitted += 1
+                    continue
+            except BaseException:
+                claims.release(key)
+                raise
+            self.study.record(config, found, "reused")
+            del self.waiting[key]
+            claims.release(key)
+
+    def _collect(self) -> None:
+        """Wait up to ``poll_s`` for tasks; record each finished one and free its claim."""
+        import ray
+        from ray.exceptions import RayError
+
+        if not self.flying:
+            time.sleep(self.poll_s)
+            return
+        ready, _ = ray.wait(list(self.flying), num_returns=len(self.flying), timeout=self.poll_s)
+        for ref in ready:
+            key = self.flying.pop(ref)
+            config = self.waiting.pop(key)
+            try:
+                self.study.record(config, ray.get(ref), "trained")
+            except RayError as exc:
+                self.failed[key] = self._failure(config, exc)
+            finally:
+                self.study.claimed().release(key)
+
+    def _failure(self, config: TrainConfig, exc: Exception) -> str:
+        why = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        stale = self.study.tracker.mark_stale(self.study.key(config), f"its Ray task failed: "
+                                                                      f"{why}")
+        log.error("%s: Ray task failed (%s); runs marked FAILED: %s", config.case_id, why,
+                  ", ".join(stale) or "none")
+        return (f"{config.case_id}: its Ray task failed ({type(exc).__name__}: {why}); its "
+                f"MLflow run{'s' if len(stale) != 1 else ''} {', '.join(stale) or '(none)'} "
+                "marked FAILED. Run the session again to train it.")
+
+    def result(self, config: TrainConfig) -> RunResult:
+        """This configuration's result, waiting for its task (or for another session's)."""
+        key = self.study.key(config)
+        self.waiting.setdefault(key, config)
+        while self.study.origin(config) is None:
+            if key in self.failed:
+                raise EngineError(self.failed[key])
+            self._submit_claimable()
+            self._collect()
+        return self.study.run(config)
+
+    def close(self) -> None:
+        """Cancel what is still running (its runs are marked FAILED) and leave the cluster."""
+        import ray
+
+        for ref, key in list(self.flying.items()):
+            ray.cancel(ref, force=True)
+            try:
+                self.study.tracker.mark_stale(key, "its session ended before it finished")
+            finally:
+                self.study.claimed().release(key)
+        self.flying.clear()
+        if ray.is_initialized():
+            ray.shutdown()
