@@ -93,6 +93,7 @@ class Suite:
         self.pytester = pytester
         self.path = pytester.path
         self.uri = f"sqlite:///{self.path / 'mlflow.db'}"
+        self.experiment = "normcheck"
         self.data = data
         self.store = store
 
@@ -103,30 +104,33 @@ class Suite:
 
     def args(self, *args: str) -> list[str]:
         return ["--grid", "tiny.toml", "--data-dir", str(self.data), "--mlflow-uri", self.uri,
-                "--report-dir", "out", "-p", "no:cacheprovider", *args]
+                "--experiment", self.experiment, "--report-dir", "out", "-p", "no:cacheprovider",
+                *args]
 
     def __call__(self, *args: str) -> pytest.RunResult:
         """Run the suite to the end in a subprocess."""
         return self.pytester.runpytest_subprocess(*self.args(*args), timeout=600)
 
-    def start(self, *args: str) -> subprocess.Popen:
-        """Start the suite in a subprocess, its output (stdout and stderr) readable as lines."""
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start the suite in a subprocess, its output (stdout and stderr) readable as lines;
+        ``env`` adds to the environment."""
         return subprocess.Popen([sys.executable, "-m", "pytest", *self.args(*args)],
                                 cwd=self.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1",
+                                                **(env or {})})
 
     def runs(self) -> list[dict]:
         """The experiment's runs, read in a fresh process (pytester resets imported modules,
         which leaves MLflow's SQLAlchemy half-imported if it is used in the test process)."""
-        out = subprocess.run([sys.executable, "-c", READ_RUNS, self.uri], capture_output=True,
-                             text=True, check=True).stdout
+        out = subprocess.run([sys.executable, "-c", READ_RUNS, self.uri, self.experiment],
+                             capture_output=True, text=True, check=True).stdout
         return json.loads(out.splitlines()[-1])
 
 
 READ_RUNS = """
 import json, sys
 from normcheck.tracking import Tracker
-runs = Tracker.open(sys.argv[1], "normcheck").runs()
+runs = Tracker.open(sys.argv[1], sys.argv[2]).runs()
 print(json.dumps([{"id": r.info.run_id, "name": r.info.run_name, "status": r.info.status,
                    "params": r.data.params, "tags": r.data.tags, "metrics": r.data.metrics}
                   for r in runs]))

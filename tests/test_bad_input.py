@@ -54,6 +54,14 @@ GRIDS = {
     (("--mlflow-uri", "http://127.0.0.1:9"), "MLflow tracking server http://127.0.0.1:9 cannot "
                                              "be reached"),
     (("--report-dir", "blocker/out"), "blocker/out cannot be written"),
+    (("--engine", "ray", "-n", "2"), "--engine ray with -n 2: with Ray the pytest process is the "
+                                     "driver and the cluster trains in parallel; drop -n"),
+    (("--engine", "ray", "--ray-address", "127.0.0.1:9"), "a cluster's nodes cannot write this "
+                                                          "machine's SQLite file"),
+    (("--cpus-per-run", "0"), "argument --cpus-per-run: '0' is not a number > 0"),
+    (("--gpus-per-run", "-1"), "argument --gpus-per-run: '-1' is not a number >= 0"),
+    (("--claims-db", "mysql://u:pw@h/db"), "--claims-db mysql://u:***@h/db: not a "
+                                           "postgresql:// URI"),
 ])
 def test_bad_input_is_a_usage_error_before_training(suite, args: tuple, message: str) -> None:
     for name, text in GRIDS.items():

@@ -105,9 +105,10 @@ def test_one_arm_keeps_the_plain_names() -> None:
 
 def test_grids_tables_and_reports_load_without_torch() -> None:
     code = ("import sys; import normcheck.records, normcheck.grid, normcheck.report, "
-            "normcheck.regression, normcheck.options, normcheck.norms, normcheck.session; "
+            "normcheck.regression, normcheck.options, normcheck.norms, normcheck.session, "
+            "normcheck.claims, normcheck.cluster; "
             "normcheck.grid.load_grid('norms'); print(sorted(m for m in sys.modules "
-            "if m.split('.')[0] in ('torch', 'torchvision', 'mlflow')))")
+            "if m.split('.')[0] in ('torch', 'torchvision', 'mlflow', 'ray', 'psycopg')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"

@@ -1,0 +1,244 @@
+"""The grid on a real two-node Ray cluster, runs in a real MLflow server on a real PostgreSQL,
+each configuration claimed in PostgreSQL: all on loopback, started here, stopped by pid.
+
+Needs the ``cluster`` extra and Debian's PostgreSQL; without them these tests skip, unless
+``NORMCHECK_REQUIRE_CLUSTER=1`` (CI), where a missing part is a failure.
+"""
+
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from services import MlflowServer, Postgres, RayCluster, free_port, postgres_bin
+
+pytest_plugins = ["pytester"]
+pytestmark = [pytest.mark.xdist_group("cluster"), pytest.mark.integration]
+
+SLOW_GRID = """
+extends = "quick"
+description = "tiny synthetic grid, runs long enough to be interrupted"
+[grid]
+fc_units = [4, 8]
+[train]
+epochs = 20
+base_channels = 2
+[replicates]
+seeds = 1
+"""
+IGNORED = ["train_seconds", "mlflow_run_id"]  # differ between any two sessions
+
+
+def _require_cluster_parts() -> None:
+    missing = [name for name in ("ray", "psycopg") if _absent(name)]
+    if postgres_bin() is None:
+        missing.append("PostgreSQL (apt-get install postgresql)")
+    if missing:
+        why = f"cluster tests need {', '.join(missing)} (pip install -e '.[test,cluster]')"
+        if os.environ.get("NORMCHECK_REQUIRE_CLUSTER") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+
+
+def _absent(module: str) -> bool:
+    try:
+        __import__(module)
+        return False
+    except ImportError:
+        return True
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    _require_cluster_parts()
+    server = Postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory):
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow"), postgres.create_database("mlflow"))
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    _require_cluster_parts()
+    cluster = RayCluster((1, 1))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def on_cluster(suite, postgres, mlflow_server, ray_cluster, monkeypatch):
+    """The tiny suite, its runs in a fresh experiment of the MLflow server, its claims in
+    PostgreSQL, with the Ray cluster's token in the environment."""
+    for key, value in ray_cluster.env.items():
+        monkeypatch.setenv(key, value)
+    suite.uri, suite.experiment = mlflow_server.uri, f"t-{uuid.uuid4().hex[:8]}"
+    suite.claims = postgres.uri()
+    (suite.path / "slow.toml").write_text(SLOW_GRID)
+    return suite
+
+
+def ray_args(suite, cluster: RayCluster, *args: str) -> list[str]:
+    return ["--engine", "ray", "--ray-address", cluster.address, "--claims-db", suite.claims,
+            *args]
+
+
+def metrics(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path / "metrics.csv").drop(columns=IGNORED)
+
+
+def by_hash(runs: list[dict]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for run in runs:
+        out.setdefault(run["tags"]["normcheck.config_hash"], []).append(run["status"])
+    return out
+
+
+def wait_for_runs(server: MlflowServer, suite, ready, timeout: float = 120) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = server.runs(suite.experiment)
+        if ready(runs):
+            return runs
+        time.sleep(0.1)
+    raise AssertionError(f"runs never reached the state wanted: {runs}")
+
+
+def test_ray_gives_the_same_metrics_as_local(on_cluster, ray_cluster, postgres) -> None:
+    """Same thread layout: two local workers of one thread each on this 2-core machine, and
+    Ray tasks asking for one CPU each."""
+    on_cluster("-n", "2", "--claims-db", on_cluster.claims, "test_grid.py").assert_outcomes(
+        passed=8)
+    local = metrics(on_cluster.path / "out")
+    on_cluster.experiment += "-ray"
+    result = on_cluster(*ray_args(on_cluster, ray_cluster, "--report-dir", "ray",
+                                  "test_grid.py"))
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines(["*runs: reused 0, trained 8*", "*MLflow: http://127.0.0.1*"])
+    pd.testing.assert_frame_equal(metrics(on_cluster.path / "ray"), local)
+    runs = on_cluster.runs()
+    assert {r["tags"]["normcheck.ray_node"] for r in runs} == {"127.0.0.2", "127.0.0.3"}
+    # the PostgreSQL password is in no output, report or MLflow run
+    texts = [result.stdout.str()] + [p.read_text(errors="replace") for p in
+                                     (on_cluster.path / "ray").iterdir() if p.is_file()]
+    texts += [str(r["params"]) + str(r["tags"]) for r in runs]
+    assert postgres.password in on_cluster.claims
+    assert not [t for t in texts if postgres.password in t]
+    assert postgres.advisory_locks() == 0
+
+
+def test_two_drivers_train_each_configuration_once(on_cluster, ray_cluster) -> None:
+    drivers = [on_cluster.start(*ray_args(on_cluster, ray_cluster, "--report-dir", f"out{i}",
+                                          "test_grid.py"),
+                                env={"NORMCHECK_CACHE": str(on_cluster.path / f"cache{i}")})
+               for i in range(2)]
+    outputs = [d.communicate(timeout=600)[0] for d in drivers]
+    assert [d.returncode for d in drivers] == [0, 0], outputs
+    runs = on_cluster.runs()
+    assert len(runs) == 8 and all(s == ["FINISHED"] for s in by_hash(runs).values())
+    trained = [int(o.split("trained ")[1].split()[0].rstrip(",")) for o in outputs]
+    assert sum(trained) == 8, outputs
+    pd.testing.assert_frame_equal(metrics(on_cluster.path / "out0"),
+                                  metrics(on_cluster.path / "out1"))
+    assert len(metrics(on_cluster.path / "out0")) == 8
+
+
+def test_a_worker_node_killed_mid_grid(on_cluster, mlflow_server) -> None:
+    """The node's runs end FAILED, the driver says which, the rerun trains them; the runs that
+    had finished are kept."""
+    cluster = RayCluster((1, 1))  # its own: this test kills one of its nodes
+    try:
+        env = dict(cluster.env)
+        driver = on_cluster.start(*ray_args(on_cluster, cluster, "--grid", "slow.toml",
+                                            "test_grid.py"), env=env)
+        before = wait_for_runs(mlflow_server, on_cluster, lambda runs: any(
+            r["status"] == "FINISHED" for r in runs) and any(
+            r["status"] == "RUNNING" and r["tags"].get("normcheck.ray_node") == "127.0.0.3"
+            for r in runs))
+        cluster.nodes[1].kill()
+        output = driver.communicate(timeout=600)[0]
+        assert driver.returncode == 1, output
+        assert "its Ray task failed" in output and "Run the session again" in output
+        runs = on_cluster.runs()
+        lost = [r for r in runs if r["tags"].get("normcheck.ray_node") == "127.0.0.3"
+                and r["status"] != "FINISHED"]
+        assert lost and all(r["status"] == "FAILED" and "normcheck.stale" in r["tags"]
+                            for r in lost)
+        finished = {r["id"] for r in runs if r["status"] == "FINISHED"}
+        assert {r["id"] for r in before if r["status"] == "FINISHED"} <= finished
+        rerun = on_cluster.start(*ray_args(on_cluster, cluster, "--grid", "slow.toml",
+                                           "test_grid.py"), env=env)
+        output = rerun.communicate(timeout=600)[0]
+        assert rerun.returncode == 0, output
+        assert f"runs: reused {len(finished)}, trained {8 - len(finished)}" in output
+    finally:
+        cluster.stop()
+
+
+def test_a_killed_driver_frees_its_claims(on_cluster, ray_cluster, postgres,
+                                          mlflow_server) -> None:
+    driver = on_cluster.start(*ray_args(on_cluster, ray_cluster, "--grid", "slow.toml",
+                                        "test_grid.py"))
+    wait_for_runs(mlflow_server, on_cluster,
+                  lambda runs: any(r["status"] == "RUNNING" for r in runs))
+    assert postgres.advisory_locks() > 0
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    deadline = time.monotonic() + 30
+    while postgres.advisory_locks() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert postgres.advisory_locks() == 0
+    time.sleep(3)  # Ray stops the dead driver's tasks: no run of it may finish now
+    left = on_cluster.runs()
+    rerun = on_cluster(*ray_args(on_cluster, ray_cluster, "--grid", "slow.toml",
+                                 "test_grid.py"))
+    rerun.assert_outcomes(passed=8)
+    done = sum(r["status"] == "FINISHED" for r in left)
+    rerun.stdout.fnmatch_lines([f"*runs: reused {done}, trained {8 - done}*"])
+    runs = by_hash(on_cluster.runs())
+    assert len(runs) == 8 and all(statuses.count("FINISHED") == 1 for statuses in runs.values())
+
+
+@pytest.mark.parametrize("case", ["ray unreachable", "postgres down", "wrong password"])
+def test_usage_errors_before_anything_trains(case, on_cluster, postgres) -> None:
+    args = {"ray unreachable": ["--engine", "ray", "--ray-address", f"127.0.0.1:{free_port()}"],
+            "postgres down": ["--claims-db", f"postgresql://normcheck:x@127.0.0.1:{free_port()}"
+                                             "/postgres"],
+            "wrong password": ["--claims-db", postgres.uri(password="not-the-password")]}[case]
+    expected = {"ray unreachable": "*no Ray cluster reachable there*",
+                "postgres down": "*cannot be used for claims*refused*",
+                "wrong password": "*cannot be used for claims*password authentication failed*"}
+    started = time.monotonic()
+    result = on_cluster(*args)
+    elapsed = time.monotonic() - started
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([expected[case]])
+    assert "not-the-password" not in result.stderr.str() + result.stdout.str()
+    assert on_cluster.runs() == []
+    print(f"{case}: usage error after {elapsed:.1f} s")
+
+
+def test_postgres_claims_are_exclusive_and_die_with_their_connection(postgres) -> None:
+    from normcheck.claims import ClaimsError, PostgresClaims
+
+    first = PostgresClaims(postgres.uri(), "experiment 1")
+    second = PostgresClaims(postgres.uri(), "experiment 1")
+    elsewhere = PostgresClaims(postgres.uri(), "experiment 2")
+    assert first.try_claim("abc") and not second.try_claim("abc")
+    assert elsewhere.try_claim("abc")  # another experiment's configuration
+    first.release("abc")
+    assert second.try_claim("abc") and not first.try_claim("abc")
+    second.close()  # as a killed process's connection closes
+    assert first.try_claim("abc")
+    for claims in (first, elsewhere):
+        claims.close()
+    with pytest.raises(ClaimsError, match=r"normcheck:\*\*\*@.*password authentication failed"):
+        PostgresClaims(postgres.uri(password="wrong"), "experiment 1")
