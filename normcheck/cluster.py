@@ -206,6 +206,8 @@ class RayRunner:
 
     def close(self) -> None:
         """Cancel what is still running (its runs are marked FAILED) and leave the cluster."""
+        if self._task is None:  # never joined it
+            return
         import ray
 
         for ref, key in list(self.flying.items()):

@@ -132,8 +132,13 @@ class Postgres:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def uri(self, database: str = "postgres", password: str | None = None) -> str:
+        """The database's URI with the password (or ``password``) in it."""
         return (f"postgresql://{self.user}:{password or self.password}@127.0.0.1:{self.port}/"
                 f"{database}")
+
+    def bare_uri(self, database: str = "postgres") -> str:
+        """The URI without a password: clients read it from ``PGPASSWORD``."""
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:
         import psycopg
