@@ -425,9 +425,11 @@ def statement(spec: dict, hypothesis: str, arm: str) -> str:
     return spec[hypothesis]["statement"].format(norm=norms.get(arm).label)
 
 
-def evaluate(table: pd.DataFrame, spec: dict | None = None) -> list[Verdict]:
+def evaluate(table: pd.DataFrame, spec: dict | None = None,
+             alpha: float | None = None) -> list[Verdict]:
     """Every hypothesis's verdict for every normalisation compared with none, on a complete
-    table, judged as one family (Holm)."""
+    table, judged as one family (Holm) at error rate ``alpha`` (default: the registered one;
+    a sequential design passes each look's share)."""
     spec = spec or declared()
     paired = Paired(table)
     problems = grid_problems(tuple(paired.lrs), tuple(paired.fcs), tuple(paired.norms))
@@ -436,7 +438,7 @@ def evaluate(table: pd.DataFrame, spec: dict | None = None) -> list[Verdict]:
     evidence = [_too_few(name, spec, paired, arm) or check(paired, spec, arm)
                 for arm in paired.arms for name, check in CHECKS.items()]
     p = np.array([e.p_decision for e in evidence])
-    alpha = spec["family"]["alpha"]
+    alpha = spec["family"]["alpha"] if alpha is None else alpha
     levels, adjusted = holm_levels(p, alpha), holm(p)
     return [e.judged(level, adj, statement(spec, e.name, e.arm),
                      verdict_name(e.name, e.arm, paired.arms))

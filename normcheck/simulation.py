@@ -260,6 +260,7 @@ class Calibration:
     coverage: dict[str, float]  # contrast -> share of 95% intervals covering its true value
     bias: dict[str, tuple[float, float]]  # contrast -> mean error of its estimate, and that
     # mean's standard error: a statistic whose expectation moves with noise shows up here
+    all_decided: float = 0.0  # share of tables where no verdict was inconclusive
 
 
 def calibrate(truth: Truth, sims: int, seed: int = 0, spec: dict | None = None) -> Calibration:
@@ -270,9 +271,10 @@ def calibrate(truth: Truth, sims: int, seed: int = 0, spec: dict | None = None) 
     false = dict.fromkeys(spec["family"]["members"], 0.0)
     covered: dict[str, float] = {}
     errors: dict[str, list[float]] = {}
-    family_false = 0.0
+    family_false = all_decided = 0.0
     for i in range(sims):
         verdicts = evaluate(simulator.table(np.random.default_rng([seed, i])), spec)
+        all_decided += all(v.outcome != "inconclusive" for v in verdicts) / sims
         any_false = False
         for v in verdicts:
             rates.setdefault(v.name, {})
@@ -287,4 +289,50 @@ def calibrate(truth: Truth, sims: int, seed: int = 0, spec: dict | None = None) 
             errors.setdefault(key, []).append(e.value - values[key])
     bias = {k: (float(np.mean(v)), float(np.std(v, ddof=1) / math.sqrt(len(v))))
             for k, v in errors.items()}
-    return Calibration(truth, sims, rates, false, family_false, covered, bias)
+    return Calibration(truth, sims, rates, false, family_false, covered, bias, all_decided)
+
+
+@dataclass(frozen=True)
+class SequentialCalibration:
+    """How a sequential design behaved on ``sims`` studies simulated from one truth."""
+
+    truth: Truth
+    design: object  # sequential.Design
+    sims: int
+    decided: dict[str, float]  # hypothesis -> share of studies where it was decided
+    false: dict[str, float]  # hypothesis -> share with a false decision
+    family_false: float  # share of studies with any false decision
+    mean_replicates: float  # replicates run before the study stopped, on average
+    all_decided: float  # share of studies that decided every hypothesis within the budget
+    replicates: dict[str, float]  # hypothesis -> mean replicates until decided (or the budget)
+
+
+def calibrate_sequential(truth: Truth, design, sims: int, seed: int = 0,
+                         spec: dict | None = None) -> SequentialCalibration:
+    """Run ``design`` on ``sims`` studies drawn from ``truth`` with its full budget of
+    replicates; each stops where the design says, and its decisions are checked."""
+    from normcheck import sequential
+
+    spec = spec or declared()
+    simulator = Simulator(truth.with_replicates(design.max_seeds))
+    values = true_values(truth)
+    decided: dict[str, float] = {}
+    false: dict[str, float] = {}
+    to_decide: dict[str, float] = {}
+    family_false = replicates = all_decided = 0.0
+    for i in range(sims):
+        run = sequential.run(simulator.table(np.random.default_rng([seed, i])), design, spec)
+        any_false = False
+        for v in run.verdicts():
+            is_decided = v.outcome != "inconclusive"
+            wrong = false_verdict(v.name, v.outcome, values, spec)
+            decided[v.name] = decided.get(v.name, 0) + is_decided / sims
+            at = run.decided[v.name][1] if is_decided else run.looks[-1].replicates
+            to_decide[v.name] = to_decide.get(v.name, 0) + at / sims
+            false[v.name] = false.get(v.name, 0) + wrong / sims
+            any_false |= wrong
+        family_false += any_false / sims
+        replicates += run.looks[-1].replicates / sims
+        all_decided += (len(run.decided) == len(run.names)) / sims
+    return SequentialCalibration(truth, design, sims, decided, false, family_false, replicates,
+                                 all_decided, to_decide)
