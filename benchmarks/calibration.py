@@ -11,6 +11,13 @@ the family was false.
 
     python benchmarks/calibration.py                         # 1000 tables per truth
     python benchmarks/calibration.py --metrics reports/metrics.csv   # power at measured effects
+    python benchmarks/calibration.py --sequential --sims 200  # replicates in rounds (below)
+
+With ``--sequential``: a group-sequential design (normcheck.sequential; looks after 5, 10, ...,
+30 replicates) under optional stopping, with Pocock- and O'Brien-Fleming-type spending, against
+naive re-testing at alpha at every look: under no effect, how often any decision is false; under
+the study's effects, the replicates it takes and how often it decides everything, against the
+fixed number of replicates that decides as often.
 """
 
 import argparse
@@ -20,10 +27,12 @@ import numpy as np
 import pandas as pd
 
 from normcheck.hypotheses import REP_AXIS, Paired, declared, over_replicates
+from normcheck.sequential import Design
 from normcheck.simulation import (
     Calibration,
     Simulator,
     calibrate,
+    calibrate_sequential,
     h1_margin_truth,
     h4_margin_truth,
     null_truth,
@@ -76,6 +85,37 @@ def interval_methods(sims: int, replicates: list[int], rho: float, seed: int) ->
               f"{hits['percentile'] / sims:.1%} ({sims} tables)")
 
 
+def sequential_designs(sims: int, rho: float, seed: int, measured=None) -> None:
+    """Optional stopping: valid spending against naive re-testing, and replicates to decide."""
+    designs = [("pocock", Design()), ("obrien-fleming", Design(spending="obrien-fleming")),
+               ("naive: alpha at every look", Design(naive=True))]
+    looks = Design().looks()
+    print(f"\n## sequential designs: looks after {looks} replicates, {sims} studies per row")
+    truths = [null_truth(rho=rho), study_truth(rho=rho)] + ([measured] if measured else [])
+    for k, truth in enumerate(truths):
+        print(f"\n### truth: {truth.name}")
+        print(f"{'design':28s} {'any false':>9s} {'all decided':>11s} {'stops at':>8s}   "
+              "per hypothesis: decided, mean replicates to it | fixed design deciding as often")
+        fixed = None
+        if truth.name != null_truth().name:
+            fixed = {n: calibrate(truth.with_replicates(n), sims, seed=1000 * seed + k)
+                     for n in looks}
+        for name, design in designs:
+            start = time.perf_counter()
+            c = calibrate_sequential(truth, design, sims, seed=1000 * seed + k)
+            cells = []
+            for h in sorted(c.decided):
+                cell = f"{h} {c.decided[h]:.0%} @{c.replicates[h]:.1f}"
+                if fixed and not design.naive:
+                    rate = {n: 1 - f.rates[h].get("inconclusive", 0) for n, f in fixed.items()}
+                    enough = [n for n in looks if rate[n] >= c.decided[h]]
+                    cell += f" | {enough[0]}" if enough else f" | >{looks[-1]}"
+                cells.append(cell)
+            print(f"{name:28s} {c.family_false:9.1%} {c.all_decided:11.1%} "
+                  f"{c.mean_replicates:8.1f}   {'; '.join(cells)}   "
+                  f"({time.perf_counter() - start:.0f} s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sims", type=int, default=1000, help="tables per truth [1000]")
@@ -88,8 +128,14 @@ def main() -> None:
     parser.add_argument("--truths", nargs="*", default=["null", "equal-instability",
                                                          "h1-margin", "h4-margin", "study-like"],
                         help="which simulated truths (default: all; none with --metrics only)")
+    parser.add_argument("--sequential", action="store_true",
+                        help="only the sequential designs (replicates in rounds)")
     args = parser.parse_args()
     alpha = declared()["family"]["alpha"]
+    if args.sequential:
+        measured = args.metrics and truth_from_table(pd.read_csv(args.metrics), "measured")
+        sequential_designs(args.sims, args.rho, args.seed, measured or None)
+        return
     builders = {"null": null_truth, "equal-instability": unstable_null_truth,
                 "h1-margin": h1_margin_truth, "h4-margin": h4_margin_truth,
                 "study-like": study_truth}
