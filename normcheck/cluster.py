@@ -122,15 +122,21 @@ class RayRunner:
     _task: Any = None
 
     def start(self, configs: list[TrainConfig]) -> None:
-        """Join the cluster and submit every configuration this session has no result for
-        and can claim."""
+        """Join the cluster and submit every configuration of ``configs`` this session has no
+        result for and can claim."""
         import ray
 
         connect(self.options)
         self._task = ray.remote(train_task).options(
             num_cpus=self.options.cpus_per_run, num_gpus=self.options.gpus_per_run,
             max_retries=0, retry_exceptions=False)
-        self.waiting = {self.study.key(c): c for c in self.study.missing(configs)}
+        self.add(configs)
+
+    def add(self, configs: list[TrainConfig]) -> None:
+        """Submit these configurations too (``--seeds auto``: the next round), so the cluster
+        trains them in parallel before any case asks."""
+        for config in self.study.missing(configs):
+            self.waiting.setdefault(self.study.key(config), config)
         self._submit_claimable()
 
     def _split(self, split_seed: int) -> Any:

@@ -42,6 +42,14 @@ def at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def seeds_option(value: str) -> int | str:
+    """``--seeds``: an integer >= 1, or ``auto`` (replicates in rounds until decided)."""
+    return "auto" if value == "auto" else at_least(1)(value)
+
+
+seeds_option.__name__ = "integer >= 1 or auto"
+
+
 def _number(value: str, minimum: float, strict: bool) -> float:
     try:
         number = float(value)
@@ -80,8 +88,16 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "experiment": (("--experiment",), dict(
         default=DEFAULT_EXPERIMENT, help=f"MLflow experiment name [{DEFAULT_EXPERIMENT}]")),
     "seeds": (("--seeds",), dict(
+        type=seeds_option, default=None, metavar="N|auto",
+        help="replicates (seeds) per configuration (default: the grid's); auto: in rounds "
+             "until every hypothesis is decided (docs/statistics.md)")),
+    "max_seeds": (("--max-seeds",), dict(
         type=at_least(1), default=None, metavar="N",
-        help="replicates (seeds) per configuration (default: the grid's)")),
+        help="--seeds auto: the budget of replicates (default: hypotheses.toml's, 30)")),
+    "round": (("--round",), dict(
+        type=at_least(1), default=None, metavar="K",
+        help="--seeds auto: replicates per round after the first (default: hypotheses.toml's, "
+             "5)")),
     "base_seed": (("--base-seed",), dict(
         type=at_least(0), default=None, metavar="SEED",
         help="first replicate seed (default: the grid's train.seed)")),

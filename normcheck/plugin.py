@@ -62,9 +62,10 @@ def pytest_configure_node(node) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One case per grid configuration (``normcheck_config``), and per normalisation compared
     with none (``normcheck_arm``)."""
-    grid = metafunc.config.stash[SESSION].grid
+    state = metafunc.config.stash[SESSION]
+    grid = state.grid
     if "normcheck_config" in metafunc.fixturenames:
-        configs = grid.configs()
+        configs = state.cases()
         metafunc.parametrize("normcheck_config", configs, ids=[c.case_id for c in configs])
     if "normcheck_arm" in metafunc.fixturenames:
         metafunc.parametrize("normcheck_arm", grid.arms)
@@ -73,6 +74,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Hypothesis checks go last, so they mostly find the grid already trained."""
     items.sort(key=lambda item: item.get_closest_marker("hypothesis_check") is not None)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``--seeds auto``: a configuration of a round the study no longer needs is skipped."""
+    config = getattr(item, "callspec", None) and item.callspec.params.get("normcheck_config")
+    reason = config and item.config.stash[SESSION].skip_reason(config)
+    if reason:
+        pytest.skip(reason)
 
 
 @pytest.hookimpl(wrapper=True)

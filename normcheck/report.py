@@ -173,13 +173,15 @@ def check_writable(folder: Path) -> None:
 
 
 def write_reports(results: list[RunResult], folder: Path, verdicts: list[Verdict] | None = None,
-                  context: dict[str, str] | None = None) -> list[Path]:
+                  context: dict[str, str] | None = None, rounds: str = "") -> list[Path]:
     """Write metrics.csv, summary.csv, the figures and report.md; return the paths written.
+    ``rounds``: markdown on the rounds of replicates (``--seeds auto``), shown after the
+    verdicts.
 
     Each file is replaced whole or not at all; a write that fails raises :class:`ReportError`.
     """
     try:
-        return _write_all(results, folder, verdicts, context)
+        return _write_all(results, folder, verdicts, context, rounds)
     except ReportError:
         raise
     except OSError as exc:
@@ -241,7 +243,7 @@ def _draw_figures(results: list[RunResult], table: pd.DataFrame, summary: pd.Dat
 
 
 def _write_all(results: list[RunResult], folder: Path, verdicts: list[Verdict] | None,
-               context: dict[str, str] | None) -> list[Path]:
+               context: dict[str, str] | None, rounds: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     table = results_table(results)
     summary = summary_table(table)
@@ -249,7 +251,7 @@ def _write_all(results: list[RunResult], folder: Path, verdicts: list[Verdict] |
     written += _draw_figures(results, table, summary, folder)
     head = headline(table) if verdicts else None
     written.append(_write_markdown(folder / "report.md", table, summary, verdicts or [], head,
-                                   context or {}, [p.name for p in written]))
+                                   context or {}, [p.name for p in written], rounds))
     return written
 
 
@@ -319,7 +321,7 @@ def _family(verdicts: list[Verdict]) -> str:
 
 def _write_markdown(path: Path, table: pd.DataFrame, summary: pd.DataFrame,
                     verdicts: list[Verdict], head: dict | None, context: dict[str, str],
-                    files: list[str]) -> Path:
+                    files: list[str], rounds: str = "") -> Path:
     def image(name: str, alt: str) -> str:
         return f"![{alt}]({name})" if name in files else ""
 
@@ -340,6 +342,7 @@ def _write_markdown(path: Path, table: pd.DataFrame, summary: pd.DataFrame,
         "_Hypotheses not evaluated: the grid is incomplete._",
         "\n".join(f"<details><summary>{v.name}: the numbers</summary>\n\n```\n{v.message}\n"
                   "```\n</details>" for v in verdicts),
+        f"## Rounds of replicates\n\n{rounds}" if rounds else "",
         "## Setup",
         "\n".join(f"- **{key}**: {value}" for key, value in context.items()),
         "## Accuracy",

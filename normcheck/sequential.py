@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from normcheck.hypotheses import Verdict, evaluate
+from normcheck.hypotheses import Verdict, declared, evaluate
 
 SPENDING = ("pocock", "obrien-fleming")
 
@@ -58,6 +58,15 @@ class Design:
         if not 1 <= self.first <= self.max_seeds or self.round < 1:
             raise ValueError(f"a design needs 1 <= first ({self.first}) <= max_seeds "
                              f"({self.max_seeds}) and round >= 1 ({self.round})")
+
+    @classmethod
+    def declared(cls, spec: dict | None = None, **overrides: int | None) -> "Design":
+        """The design registered in ``hypotheses.toml`` (``[sequential]``), with any of
+        ``first``, ``round`` and ``max_seeds`` given (not None) instead."""
+        spec = spec or declared()
+        values = {k: spec["sequential"][k] for k in ("spending", "first", "round", "max_seeds")}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(alpha=spec["family"]["alpha"], **values)
 
     def looks(self) -> list[int]:
         """The replicates at each look, the last the budget."""
@@ -134,6 +143,66 @@ class Sequence:
     def verdicts(self) -> list[Verdict]:
         """Each hypothesis's decision, or its verdict at the last look (inconclusive)."""
         return [self.decided.get(v.name, (v, 0))[0] for v in self.looks[-1].verdicts]
+
+    def to_dict(self) -> list[dict]:
+        return [{"replicates": look.replicates, "alpha": look.alpha,
+                 "verdicts": [v.to_dict() for v in look.verdicts]} for look in self.looks]
+
+    @classmethod
+    def from_dict(cls, design: Design, looks: list[dict]) -> "Sequence":
+        sequence = cls(design)
+        for look in looks:
+            verdicts = [Verdict.from_dict(v) for v in look["verdicts"]]
+            sequence.looks.append(Look(look["replicates"], look["alpha"], verdicts))
+            for v in verdicts:
+                if v.name not in sequence.decided and v.outcome != "inconclusive":
+                    sequence.decided[v.name] = (v, look["replicates"])
+        return sequence
+
+    def needed(self) -> dict[str, int | None]:
+        """After the first (pilot) look: about how many replicates each hypothesis undecided
+        there needs, if its effect is what the pilot shows and its interval narrows as
+        1/sqrt(n): the pilot's decision p-value read as a z score, scaled to the z the last
+        look's share of alpha asks for. None: the pilot shows no effect to find."""
+        from scipy.special import ndtri
+
+        pilot = self.looks[0]
+        alphas = self.design.look_alphas()
+        out: dict[str, int | None] = {}
+        for v in pilot.verdicts:
+            if v.outcome != "inconclusive":
+                out[v.name] = pilot.replicates
+                continue
+            z0 = float(ndtri(1 - min(v.p_value, 0.999) / 2)) if v.parts else 0.0
+            z = float(ndtri(1 - alphas[-1] / len(pilot.verdicts) / 2))
+            out[v.name] = None if z0 < 0.5 else math.ceil(pilot.replicates * (z / z0) ** 2)
+        return out
+
+    def markdown(self) -> str:
+        """The design, each hypothesis's interval after each look, and where it was decided."""
+        lines = [f"Design: {self.design.describe()}.", ""]
+        if self.looks:
+            needed = self.needed()
+            lines += ["Replicates each hypothesis would need, estimated after the pilot look "
+                      f"({self.looks[0].replicates} replicates) at the effects it showed: "
+                      + ", ".join(f"{k} {'-' if n is None else n}" for k, n in needed.items())
+                      + " (- : no effect seen to find).", ""]
+            header = "| hypothesis | " + " | ".join(f"{look.replicates} replicates "
+                                                   f"(alpha {look.alpha:.4f})"
+                                                   for look in self.looks) + " | decided |"
+            lines += [header, "|" + "---|" * (len(self.looks) + 2)]
+            for name in self.names:
+                cells = []
+                for look in self.looks:
+                    v = next(x for x in look.verdicts if x.name == name)
+                    e = v.estimate
+                    cells.append(f"{v.outcome}" + (f" {e.value:+.3f} [{e.low:+.3f}, "
+                                                   f"{e.high:+.3f}]" if e else ""))
+                at = self.decided.get(name)
+                lines.append(f"| {name} | " + " | ".join(cells) + " | "
+                             + (f"after {at[1]} replicates" if at else "no (inconclusive)")
+                             + " |")
+        return "\n".join(lines)
 
 
 def run(table: pd.DataFrame, design: Design, spec: dict | None = None) -> Sequence:

@@ -35,7 +35,7 @@ from normcheck.cluster import EngineError, RayOptions
 from normcheck.grid import Grid
 from normcheck.hypotheses import Verdict
 from normcheck.options import claims_db, data_dir
-from normcheck.records import RunResult
+from normcheck.records import RunResult, TrainConfig
 from normcheck.report import (
     ReportError,
     check_writable,
@@ -45,6 +45,7 @@ from normcheck.report import (
     summary_table,
     write_reports,
 )
+from normcheck.sequential import Design, Sequence
 from normcheck.tracking import Tracker, TrackingError, default_tracking_uri, load_results
 from normcheck.uris import redact
 
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from normcheck.study import Study  # imports torch: loaded when a session is prepared
 
 VERDICTS_FILE = ".verdicts.json"  # a dot: not one of the results (*.json)
+SEQUENCE_FILE = ".sequence.json"  # --seeds auto: the looks so far
 
 
 class SessionError(ValueError):
@@ -122,6 +124,8 @@ class StudySession:
     workers: int = 0
     ray: RayOptions | None = None  # --engine ray; None: local
     claims_db: str | None = None  # PostgreSQL claims; None: file locks
+    design: Design | None = None  # --seeds auto: rounds of replicates; None: a fixed number
+    rounds: Sequence | None = None  # --seeds auto: the looks taken, once finished
     recorded: list[dict] = field(default_factory=list)
     study: "Study | None" = None
     results_dir: Path | None = None
@@ -137,8 +141,17 @@ class StudySession:
     @classmethod
     def from_options(cls, options: Namespace, workers: int = 0) -> "StudySession":
         """A session from parsed options (pytest's or the command line's: the same names)."""
+        design = None
+        if options.seeds == "auto":
+            try:
+                design = Design.declared(first=getattr(options, "round", None),
+                                         round=getattr(options, "round", None),
+                                         max_seeds=getattr(options, "max_seeds", None))
+            except ValueError as exc:
+                raise SessionError(f"--seeds auto: {exc}") from None
         grid = options.grid and options.grid.with_replicates(
-            options.seeds, options.base_seed, options.resample_split)
+            design.max_seeds if design else options.seeds, options.base_seed,
+            options.resample_split)
         problems = grid and hypotheses.grid_problems(grid.lr, grid.fc_units, grid.norm)
         if problems:
             raise SessionError(f"--grid {grid.name}: " + "; ".join(problems))
@@ -152,6 +165,7 @@ class StudySession:
         ray = _ray_options(options, uri, workers)
         return cls(grid=grid, data_dir=data_dir(getattr(options, "data_dir", None)),
                    report_dir=Path(options.report_dir).resolve(), uri=uri, ray=ray,
+                   design=design,
                    claims_db=claims_db(getattr(options, "claims_db", None), uri),
                    experiment=options.experiment,
                    log_model=getattr(options, "log_model", False),
@@ -182,7 +196,8 @@ class StudySession:
                 from normcheck.cluster import RayRunner
 
                 self.study.remote = RayRunner(self.study, self.ray)
-                self.study.remote.start(self.grid.configs())
+                self.study.remote.start(self._replicates(self.design.first) if self.design
+                                        else self.grid.configs())
         except (DataError, EngineError, ClaimsError) as exc:
             self.close()
             raise SessionError(f"data: {exc}" if isinstance(exc, DataError) else str(exc)) \
@@ -216,13 +231,63 @@ class StudySession:
 
     # -- results and verdicts --------------------------------------------------------------
 
+    def cases(self) -> list[TrainConfig]:
+        """The grid's configurations as test cases: with ``--seeds auto``, round by round."""
+        configs = self.grid.configs()
+        return sorted(configs, key=lambda c: c.seed) if self.design else configs
+
+    def _replicates(self, n: int) -> list[TrainConfig]:
+        return [c for c in self.grid.configs() if c.seed - self.grid.base_seed < n]
+
     def complete_table(self) -> pd.DataFrame:
-        """The whole grid's metrics table, training whatever configuration is still missing."""
+        """The whole grid's metrics table, training whatever configuration is still missing
+        (with ``--seeds auto``: the replicates up to where the study stopped)."""
+        if self.design:
+            return results_table(self.study.run(c) for c in self._replicates(
+                self.sequence().looks[-1].replicates))
         return results_table(self.study.run(c) for c in self.grid.configs())
+
+    def sequence(self, before: int | None = None, train: bool = True) -> Sequence:
+        """``--seeds auto``: the looks at the data, round by round, until the study is decided
+        or the budget is spent (``before``: only the looks that use fewer replicates than
+        that), training each round's missing runs first (``train=False``: only as far as the
+        runs already there allow). Each look is taken once per session, by the first process
+        that needs it."""
+        path = self.results_dir / SEQUENCE_FILE
+        with FileLock(f"{path}.lock"):
+            sequence = Sequence.from_dict(self.design, json.loads(path.read_text())
+                                          if path.exists() else [])
+            while not sequence.done and (before is None or sequence.next_replicates() <= before):
+                configs = self._replicates(sequence.next_replicates())
+                if not train and self.study.missing(configs):
+                    break
+                sequence.look(results_table(self.study.run(c) for c in configs))
+                with atomic_path(path) as tmp:
+                    tmp.write_text(json.dumps(sequence.to_dict()))
+                if self.study.remote is not None and not sequence.done:  # the next round
+                    self.study.remote.add(self._replicates(sequence.next_replicates()))
+        return sequence
+
+    def skip_reason(self, config: TrainConfig) -> str | None:
+        """``--seeds auto``: why this configuration's round is not needed (the study was
+        decided before it), else None."""
+        if self.design is None:
+            return None
+        replicate = config.seed - self.grid.base_seed
+        if replicate < self.design.first:
+            return None
+        sequence = self.sequence(before=replicate)
+        if sequence.done and sequence.looks[-1].replicates <= replicate:
+            return (f"not needed: every hypothesis was decided after "
+                    f"{sequence.looks[-1].replicates} replicates (--seeds auto)")
+        return None
 
     def verdicts(self, table: pd.DataFrame | None = None) -> list[Verdict]:
         """Every hypothesis's verdict, decided once per session (Holm over the family): the
-        first process to ask decides and writes them down, every other reads them."""
+        first process to ask decides and writes them down, every other reads them. With
+        ``--seeds auto``, each hypothesis's first decision over the rounds."""
+        if self.design:
+            return self.sequence().verdicts()
         path = self.results_dir / VERDICTS_FILE
         with FileLock(f"{path}.lock"):
             if path.exists():
@@ -269,7 +334,13 @@ class StudySession:
             results = [result for result, _ in outcomes]
             for _, origin in outcomes:
                 self.origins[origin] = self.origins.get(origin, 0) + 1
-            wanted = {c.case_id for c in self.grid.configs()}
+            configs = self.grid.configs()
+            if self.design:  # the replicates up to where the study stopped, or the next look
+                self.rounds = self.sequence(train=False)
+                used = self.rounds.next_replicates() or self.rounds.looks[-1].replicates
+                configs = self._replicates(used)
+                results = [r for r in results if r.config.seed - self.grid.base_seed < used]
+            wanted = {c.case_id for c in configs}
             self.missing = len(wanted - {r.config.case_id for r in results})
             if not results:
                 return True
@@ -283,7 +354,8 @@ class StudySession:
     def _write(self, results: list[RunResult], verdicts: list[Verdict],
                context: dict[str, str]) -> None:
         try:
-            self.written = write_reports(results, self.report_dir, verdicts, context)
+            self.written = write_reports(results, self.report_dir, verdicts, context,
+                                         self.rounds.markdown() if self.rounds else "")
         except ReportError as exc:
             command = shlex.join(["python", "-m", "normcheck", "report", "--mlflow-uri",
                                   redact(self.uri), "--experiment", self.experiment, "--grid",
@@ -299,9 +371,12 @@ class StudySession:
     def _record(self, verdicts: list[Verdict]) -> str:
         splits = self.study.splits()
         seeds = sorted({c.seed for c in self.grid.configs()})
+        how = f"{len(seeds)} replicates from seed {seeds[0]}"
+        if self.rounds:
+            how = (f"--seeds auto from seed {seeds[0]}, stopped after "
+                   f"{self.rounds.looks[-1].replicates} replicates")
         return regression.record_verdicts(
-            self.record_verdicts, self.grid.name, self.fingerprint, verdicts,
-            f"{len(seeds)} replicates from seed {seeds[0]}",
+            self.record_verdicts, self.grid.name, self.fingerprint, verdicts, how,
             f"{splits.source}, protocol {splits.protocol}")
 
     def close(self) -> None:
@@ -328,7 +403,8 @@ class StudySession:
             "grid": f"`{grid.name}`: {grid.description}; lr {list(grid.lr)} x fc_units "
                     f"{list(grid.fc_units)} x norm {list(grid.norm)}"
                     + (f" x dropout {list(grid.dropout)}" if len(grid.dropout) > 1 else "")
-                    + f", {grid.seeds} replicates: seeds from {grid.base_seed}"
+                    + (f", up to {grid.seeds} replicates in rounds" if self.design else
+                       f", {grid.seeds} replicates") + f": seeds from {grid.base_seed}"
                     + (f", each with its own split (split seeds from {splits.split_seed})"
                        if grid.resample_split else f", all on split {splits.split_seed}"),
             "training": training + (f", dropout={grid.dropout[0]}" if len(grid.dropout) == 1
@@ -343,6 +419,7 @@ class StudySession:
                            f"cores, " + (f"engine: {self.ray.describe()}" if self.ray else
                                          f"xdist workers: {self.workers}, device "
                                          f"{self.study.training_device()}"),
+            **({"rounds": f"--seeds auto, {self.design.describe()}"} if self.design else {}),
             "MLflow": f"{redact(self.uri)}, experiment `{self.experiment}`"
                       + (f", claims in {redact(self.claims_db)}" if self.claims_db else ""),
         }
@@ -364,6 +441,14 @@ class StudySession:
                          "result")
         else:
             lines.append(format_verdict_table(self.decided))
+            if self.rounds and self.rounds.looks:
+                lines.append("rounds (--seeds auto): " + ", ".join(
+                    f"{name} decided after {self.rounds.decided[name][1]}" if name in
+                    self.rounds.decided else f"{name} undecided" for name in self.rounds.names)
+                    + f"; stopped after {self.rounds.looks[-1].replicates} replicates; "
+                    "estimated need after the pilot: " + ", ".join(
+                        f"{k} {'-' if n is None else n}" for k, n in
+                        self.rounds.needed().items()))
             if self.expect_verdicts:
                 recorded = self.expected()
                 lines.append(f"recorded verdicts ({self.expect_verdicts}): " + (

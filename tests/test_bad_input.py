@@ -58,6 +58,9 @@ GRIDS = {
                                      "driver and the cluster trains in parallel; drop -n"),
     (("--engine", "ray", "--ray-address", "127.0.0.1:9"), "a cluster's nodes cannot write this "
                                                           "machine's SQLite file"),
+    (("--seeds", "many"), "argument --seeds: 'many' is not an integer >= 1"),
+    (("--seeds", "auto", "--max-seeds", "2"), "--seeds auto: a design needs 1 <= first (5) <= "
+                                             "max_seeds (2)"),
     (("--cpus-per-run", "0"), "argument --cpus-per-run: '0' is not a number > 0"),
     (("--gpus-per-run", "-1"), "argument --gpus-per-run: '-1' is not a number >= 0"),
     (("--claims-db", "mysql://u:pw@h/db"), "--claims-db mysql://u:***@h/db: not a "

@@ -6,6 +6,7 @@ Needs the ``cluster`` extra and Debian's PostgreSQL; without them these tests sk
 """
 
 import os
+import re
 import signal
 import time
 import uuid
@@ -242,3 +243,15 @@ def test_postgres_claims_are_exclusive_and_die_with_their_connection(postgres) -
         claims.close()
     with pytest.raises(ClaimsError, match=r"normcheck:\*\*\*@.*password authentication failed"):
         PostgresClaims(postgres.uri(password="wrong"), "experiment 1")
+
+
+def test_rounds_of_replicates_on_the_cluster(on_cluster, ray_cluster) -> None:
+    """``--seeds auto`` with Ray: each round is submitted whole once the look before it says it
+    is needed, and the study stops where the local engine's would."""
+    result = on_cluster(*ray_args(on_cluster, ray_cluster, "test_grid.py", "--seeds", "auto",
+                                  "--round", "3", "--max-seeds", "6"))
+    out = result.stdout.str()
+    stopped = int(re.search(r"stopped after (\d+) replicates", out).group(1))
+    assert f"runs: reused 0, trained {8 * stopped}" in out
+    outcomes = result.parseoutcomes()
+    assert outcomes["passed"] == 8 * stopped and outcomes.get("skipped", 0) == 8 * (6 - stopped)

@@ -56,7 +56,7 @@ def test_reports_are_written(tmp_path: Path) -> None:
     assert "Caveats: one data set" in answer and "5 epochs" in answer
     assert "| hypothesis | verdict | estimate | interval | level | holds if | Holm p | " \
            "contrast |" in markdown
-    assert "`hypotheses.toml` version 3 (registered 2026-11-28" in markdown
+    assert "`hypotheses.toml` version 4 (registered 2026-11-28" in markdown
     assert "Holm's step-down procedure" in markdown
     assert "One run's validation accuracy is measured on 480 images" in markdown
     assert "original study's metric" in markdown

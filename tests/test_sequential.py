@@ -62,3 +62,27 @@ def test_optional_stopping_keeps_the_family_error_under_noise() -> None:
     c = calibrate_sequential(null_truth(), Design(first=5, round=5, max_seeds=30), SIMS)
     assert c.family_false <= 0.08, c.false
     assert max(c.false.values()) <= 0.05, c.false
+
+
+def test_a_sequence_is_the_same_read_back_from_its_file() -> None:
+    design = Design(first=5, round=5, max_seeds=15)
+    table = Simulator(study_truth(replicates=15)).table(np.random.default_rng(2))
+    run = sequential.run(table, design)
+    back = sequential.Sequence.from_dict(design, run.to_dict())
+    assert back.decided == run.decided and back.verdicts() == run.verdicts()
+    assert [look.replicates for look in back.looks] == [look.replicates for look in run.looks]
+
+
+def test_the_rounds_section_shows_every_look_and_the_pilots_estimate() -> None:
+    design = Design(first=5, round=5, max_seeds=15)
+    table = Simulator(study_truth(replicates=15)).table(np.random.default_rng(2))
+    run = sequential.run(table, design)
+    text = run.markdown()
+    assert "pocock spending function" in text and "estimated after the pilot look" in text
+    for look in run.looks:
+        assert f"{look.replicates} replicates (alpha {look.alpha:.4f})" in text
+    for name, (_, n) in run.decided.items():
+        assert f"| {name} |" in text and f"after {n} replicates" in text
+    needed = run.needed()
+    assert set(needed) == set(run.names)
+    assert all(needed[name] == 5 for name, (_, n) in run.decided.items() if n == 5)
