@@ -145,8 +145,9 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         help="an inconclusive verdict fails the check, or only warns [fail]")),
 }
 SESSION_OPTIONS = tuple(OPTIONS)  # the pytest plugin's
-REPORT_OPTIONS = ("grid", "seeds", "base_seed", "resample_split", "report_dir", "mlflow_uri",
-                  "experiment", "record_verdicts")  # python -m normcheck report's
+# python -m normcheck report's
+REPORT_OPTIONS = ("grid", "seeds", "max_seeds", "round", "base_seed", "resample_split",
+                  "report_dir", "mlflow_uri", "experiment", "record_verdicts")
 
 
 def add_options(add: Callable[..., Any], names: tuple[str, ...] = SESSION_OPTIONS,

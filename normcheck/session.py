@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from filelock import FileLock
 
-from normcheck import __version__, hypotheses, regression
+from normcheck import __version__, hypotheses, regression, sequential
 from normcheck.atomic import atomic_path
 from normcheck.claims import ClaimsError, open_claims
 from normcheck.cluster import EngineError, RayOptions
@@ -471,6 +471,8 @@ class StudySession:
     def rebuild(self) -> tuple[list[Verdict], list[Path]]:
         """``python -m normcheck report``: the reports from the experiment's finished runs
         alone (the grid's, if the session has one), nothing trained."""
+        if self.design and not self.grid:
+            raise SessionError("--seeds auto needs --grid: the rounds are the grid's")
         try:
             tracker = Tracker.open(self.uri, self.experiment)
         except TrackingError as exc:
@@ -492,13 +494,20 @@ class StudySession:
                 int(r.data.params.get("split_seed", -1)) == self.grid.data.split_seed}
         verdicts: list[Verdict] = []
         try:
-            verdicts = hypotheses.evaluate(results_table(results))
+            if self.design:  # the looks the runs allow, as the session took them
+                self.rounds = sequential.run(results_table(results), self.design)
+                used = self.rounds.looks[-1].replicates if self.rounds.looks else 0
+                results = [r for r in results if r.config.seed - self.grid.base_seed < used]
+                verdicts = self.rounds.verdicts() if self.rounds.looks else []
+            else:
+                verdicts = hypotheses.evaluate(results_table(results))
         except ValueError as exc:  # e.g. runs without their paired partner
             self.notes.append(f"hypotheses not evaluated ({exc})")
         context = {"source": f"rebuilt from MLflow store {redact(self.uri)}, experiment "
                              f"`{self.experiment}`, {len(results)} finished runs",
                    "data fingerprints": ", ".join(f"`{f}`" for f in fingerprints)}
-        written = write_reports(results, self.report_dir, verdicts, context)
+        written = write_reports(results, self.report_dir, verdicts, context,
+                                self.rounds.markdown() if self.rounds else "")
         if verdicts and self.record_verdicts:
             if len(base) != 1:
                 raise SessionError("--record-verdicts needs --grid, and the grid's runs on its "

@@ -2,6 +2,8 @@
 longer needs, reports each hypothesis's path, and resumes from the store."""
 
 import re
+import subprocess
+import sys
 
 pytest_plugins = ["pytester"]
 
@@ -29,3 +31,10 @@ def test_rounds_run_until_decided_then_resume_from_the_store(suite) -> None:
     again = suite(*args).stdout.str()
     assert f"runs: reused {8 * stopped}, trained 0" in again
     assert rounds.group(0) in again  # the same looks, the same decisions
+    rebuilt = subprocess.run(
+        [sys.executable, "-m", "normcheck", "report", "--grid", "tiny.toml", "--seeds", "auto",
+         "--round", "3", "--max-seeds", "6", "--mlflow-uri", suite.uri, "--report-dir",
+         "rebuilt"], cwd=suite.path, capture_output=True, text=True)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    section = report.split("## Rounds of replicates")[1].split("## Setup")[0]
+    assert section in (suite.path / "rebuilt" / "report.md").read_text()
