@@ -108,7 +108,8 @@ def sequential_designs(sims: int, rho: float, seed: int, measured=None) -> None:
             continue
         for n in looks:  # fixed designs: how often each hypothesis is decided with n
             f = calibrate(truth.with_replicates(n), sims, seed=1000 * seed + k)
-            cells = [f"{h} {1 - f.rates[h].get('inconclusive', 0):.0%}" for h in sorted(f.rates)]
+            cells = [f"{h} {max(0.0, 1 - f.rates[h].get('inconclusive', 0)):.0%}"
+                     for h in sorted(f.rates)]
             print(f"{'fixed, ' + str(n) + ' replicates':28s} {f.family_false:9.1%} "
                   f"{f.all_decided:11.1%} {n:8d}   {'; '.join(cells)}")
 
