@@ -159,24 +159,31 @@ class Sequence:
                     sequence.decided[v.name] = (v, look["replicates"])
         return sequence
 
-    def needed(self) -> dict[str, int | None]:
-        """After the first (pilot) look: about how many replicates each hypothesis undecided
-        there needs, if its effect is what the pilot shows and its interval narrows as
-        1/sqrt(n): the pilot's decision p-value read as a z score, scaled to the z the last
-        look's share of alpha asks for. None: the pilot shows no effect to find."""
+    def needed(self, look: int = 0) -> dict[str, int | None]:
+        """About how many replicates each hypothesis undecided at ``look`` (default: the first,
+        the pilot) needs, if its effect is what that look shows and its interval narrows as
+        1/sqrt(n): its decision p-value read as a z score, scaled to the z the last look's
+        share of alpha asks for. None: that look shows no effect to find."""
         from scipy.special import ndtri
 
-        pilot = self.looks[0]
+        seen = self.looks[look]
         alphas = self.design.look_alphas()
         out: dict[str, int | None] = {}
-        for v in pilot.verdicts:
+        for v in seen.verdicts:
             if v.outcome != "inconclusive":
-                out[v.name] = pilot.replicates
+                out[v.name] = seen.replicates
                 continue
             z0 = float(ndtri(1 - min(v.p_value, 0.999) / 2)) if v.parts else 0.0
-            z = float(ndtri(1 - alphas[-1] / len(pilot.verdicts) / 2))
-            out[v.name] = None if z0 < 0.5 else math.ceil(pilot.replicates * (z / z0) ** 2)
+            z = float(ndtri(1 - alphas[-1] / len(seen.verdicts) / 2))
+            out[v.name] = None if z0 < 0.5 else math.ceil(seen.replicates * (z / z0) ** 2)
         return out
+
+    def undecided_at_budget(self) -> dict[str, int | None]:
+        """Once the budget is spent: each hypothesis still undecided, and the replicates it
+        would likely need at the effect the last look shows."""
+        if not self.looks or self.looks[-1].replicates < self.design.max_seeds:
+            return {}
+        return {k: n for k, n in self.needed(-1).items() if k not in self.decided}
 
     def markdown(self) -> str:
         """The design, each hypothesis's interval after each look, and where it was decided."""
@@ -202,6 +209,13 @@ class Sequence:
                 lines.append(f"| {name} | " + " | ".join(cells) + " | "
                              + (f"after {at[1]} replicates" if at else "no (inconclusive)")
                              + " |")
+            left = self.undecided_at_budget()
+            if left:
+                lines += ["", "Undecided at the budget of "
+                          f"{self.design.max_seeds} replicates, and the replicates each would "
+                          "likely need at the effect the last look shows: " + ", ".join(
+                              f"{k} {'no effect seen' if n is None else n}"
+                              for k, n in left.items()) + "."]
         return "\n".join(lines)
 
 

@@ -448,7 +448,10 @@ class StudySession:
                     + f"; stopped after {self.rounds.looks[-1].replicates} replicates; "
                     "estimated need after the pilot: " + ", ".join(
                         f"{k} {'-' if n is None else n}" for k, n in
-                        self.rounds.needed().items()))
+                        self.rounds.needed().items()) + "".join(
+                        f"; {k} undecided at the budget, would likely need "
+                        f"{'-' if n is None else n}"
+                        for k, n in self.rounds.undecided_at_budget().items()))
             if self.expect_verdicts:
                 recorded = self.expected()
                 lines.append(f"recorded verdicts ({self.expect_verdicts}): " + (

@@ -86,3 +86,14 @@ def test_the_rounds_section_shows_every_look_and_the_pilots_estimate() -> None:
     needed = run.needed()
     assert set(needed) == set(run.names)
     assert all(needed[name] == 5 for name, (_, n) in run.decided.items() if n == 5)
+
+
+def test_a_hypothesis_undecided_at_the_budget_says_what_it_would_need() -> None:
+    design = Design(first=5, round=5, max_seeds=10)
+    table = Simulator(null_truth(replicates=10)).table(np.random.default_rng(3))
+    run = sequential.run(table, design)
+    left = run.undecided_at_budget()
+    assert run.looks[-1].replicates == 10 and left
+    assert set(left) == set(run.names) - set(run.decided)
+    assert all(n is None or n > 10 for n in left.values())
+    assert "Undecided at the budget of 10 replicates" in run.markdown()
