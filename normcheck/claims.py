@@ -44,15 +44,16 @@ class Claims(Protocol):
 
 
 class FileClaims:
-    """Claims as file locks in one folder: for the processes of one machine."""
+    """Claims as file locks in one folder: for the processes of one machine. ``namespace``
+    (the MLflow experiment's id) keeps two experiments of one store apart."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, namespace: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.folder = folder
+        self.folder, self.namespace = folder, namespace
         self._held: dict[str, FileLock] = {}
 
     def _lock(self, key: str) -> FileLock:
-        return FileLock(self.folder / f"{key}.lock")
+        return FileLock(self.folder / f"{self.namespace}-{key}.lock")
 
     def hold(self, key: str) -> contextlib.AbstractContextManager:
         return self._lock(key)
@@ -124,7 +125,7 @@ def open_claims(claims_uri: str | None, experiment_id: str, lock_folder: Path) -
     """PostgreSQL claims for ``claims_uri`` (a ``postgresql://`` URI), else file locks in
     ``lock_folder``."""
     if claims_uri is None:
-        return FileClaims(lock_folder)
+        return FileClaims(lock_folder, experiment_id)
     if not is_postgres(claims_uri):
         raise ClaimsError(f"--claims-db {redact(claims_uri)}: not a postgresql:// URI")
     try:

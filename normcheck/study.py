@@ -172,7 +172,7 @@ class Study:
     def claimed(self) -> Claims:
         """The claims configurations are trained under (file locks unless given others)."""
         if self.claims is None:
-            self.claims = FileClaims(self.tracker.lock_folder())
+            self.claims = FileClaims(self.tracker.lock_folder(), self.tracker.experiment_id)
         return self.claims
 
     def finished_or_clear(self, config: TrainConfig) -> RunResult | None:

@@ -8,9 +8,11 @@ from normcheck.uris import is_postgres, redact, redact_text
 
 
 def test_a_file_claim_is_held_by_one_holder_until_released(tmp_path: Path) -> None:
-    first, second = FileClaims(tmp_path), FileClaims(tmp_path)
+    first, second = FileClaims(tmp_path, "1"), FileClaims(tmp_path, "1")
+    elsewhere = FileClaims(tmp_path, "2")
     assert first.try_claim("abc")
     assert not second.try_claim("abc")
+    assert elsewhere.try_claim("abc")  # the same configuration in another experiment
     assert second.try_claim("other")
     first.release("abc")
     assert second.try_claim("abc")
