@@ -20,9 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from filelock import FileLock, Timeout
 
-from normcheck.uris import is_postgres, redact
-
-CONNECT_TIMEOUT_S = 5
+from normcheck.uris import CONNECT_TIMEOUT_S, is_postgres, redact
 
 
 class ClaimsError(RuntimeError):

@@ -14,7 +14,6 @@ saying so, and the next session trains the configuration.
 
 import logging
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from normcheck.records import DataSpec, RunResult, TrainConfig
 from normcheck.tracking import Tracker
+from normcheck.uris import unreachable
 
 if TYPE_CHECKING:
     from normcheck.data import SplitData
     from normcheck.study import Study
 
 log = logging.getLogger("normcheck")
-
-CONNECT_TIMEOUT_S = 5
 
 
 class EngineError(RuntimeError):
@@ -56,11 +54,10 @@ def _check_reachable(address: str) -> None:
     host, sep, port = target.rpartition(":")
     if not sep or not port.isdigit():
         return  # "auto", "local": Ray resolves them itself
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
-    except OSError as exc:
-        raise EngineError(f"--ray-address {address}: no Ray cluster reachable there ({exc}); "
-                          "start one (docs/cluster.md) or pass its head's address") from None
+    error = unreachable(host.strip("[]"), int(port))
+    if error is not None:
+        raise EngineError(f"--ray-address {address}: no Ray cluster reachable there ({error}); "
+                          "start one (docs/cluster.md) or pass its head's address")
 
 
 def connect(options: RayOptions) -> None:
@@ -117,7 +114,6 @@ class RayRunner:
     waiting: dict[str, TrainConfig] = field(default_factory=dict)  # key -> not yet resolved
     flying: dict[Any, str] = field(default_factory=dict)  # task reference -> key
     failed: dict[str, str] = field(default_factory=dict)  # key -> why its task failed
-    submitted: int = 0
     _splits: dict[int, Any] = field(default_factory=dict)  # split seed -> object reference
     _task: Any = None
 
@@ -161,7 +157,6 @@ class RayRunner:
                                             tracker.experiment_id, self.study.log_model,
                                             self.options.cpus_per_run)
                     self.flying[ref] = key
-                    self.submitted += 1
                     continue
             except BaseException:
                 claims.release(key)

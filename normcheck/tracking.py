@@ -8,7 +8,6 @@ database. Server and other database URIs need no lock.
 import contextlib
 import hashlib
 import os
-import socket
 import time
 from functools import cached_property
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 from filelock import FileLock
 
 from normcheck.records import EpochMetrics, RunResult, TrainConfig
-from normcheck.uris import redact, redact_text
+from normcheck.uris import redact, redact_text, unreachable
 
 DEFAULT_EXPERIMENT = "normcheck"
 
@@ -38,19 +37,17 @@ def _sqlite_path(uri: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path)
 
 
-def _check_reachable(uri: str, timeout: float = 5.0) -> None:
+def _check_reachable(uri: str) -> None:
     """Fail in seconds, not after MLflow's minutes of retries, when a server is not there."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https"):
         return
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        socket.create_connection((parts.hostname, port), timeout=timeout).close()
-    except OSError as exc:
-        raise TrackingError(f"MLflow tracking server {redact(uri)} cannot be reached ({exc}); "
-                            f"start it, or pass another --mlflow-uri") from exc
+    error = unreachable(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    if error is not None:
+        raise TrackingError(f"MLflow tracking server {redact(uri)} cannot be reached ({error}); "
+                            f"start it, or pass another --mlflow-uri")
 
 
 def _experiment_id(client: Any, name: str) -> str:

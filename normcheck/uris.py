@@ -1,6 +1,10 @@
-"""Store and database URIs as people see them: never with their password."""
+"""Store, database and cluster addresses: shown to people never with their password, and
+checked for a listener in seconds rather than after a client library's retries."""
 
+import socket
 from urllib.parse import unquote, urlsplit, urlunsplit
+
+CONNECT_TIMEOUT_S = 5
 
 
 def redact(uri: str) -> str:
@@ -24,3 +28,13 @@ def redact_text(text: str, uri: str) -> str:
 def is_postgres(uri: str | None) -> bool:
     """A PostgreSQL URI, with or without a SQLAlchemy driver (``postgresql+psycopg://``)."""
     return bool(uri) and urlsplit(uri).scheme.split("+")[0] in ("postgresql", "postgres")
+
+
+def unreachable(host: str, port: int) -> OSError | None:
+    """Why nothing answers at ``host:port`` within ``CONNECT_TIMEOUT_S``; None if something
+    does."""
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        return exc
+    return None
