@@ -62,6 +62,10 @@ class Grid:
                 for lr, fc, dropout, norm, i in itertools.product(
                     self.lr, self.fc_units, self.dropout, self.norm, range(self.seeds))]
 
+    def replicate(self, config: TrainConfig) -> int:
+        """Which replicate of this grid ``config`` is (0 for the first seed)."""
+        return config.seed - self.base_seed
+
     def with_replicates(self, seeds: int | None = None, base_seed: int | None = None,
                         resample_split: bool | None = None) -> "Grid":
         """This grid with command-line overrides of the replicate settings."""

@@ -134,11 +134,15 @@ class Sequence:
                              f"has {len(seeds)}")
         alpha = self.design.look_alphas()[len(self.looks)]
         verdicts = evaluate(table[table["seed"].isin(seeds[:n])], spec, alpha=alpha)
-        self.looks.append(Look(n, alpha, verdicts))
-        for v in verdicts:
+        return self._add(Look(n, alpha, verdicts))
+
+    def _add(self, look: Look) -> Look:
+        """Append a look; each hypothesis it decides for the first time keeps that decision."""
+        self.looks.append(look)
+        for v in look.verdicts:
             if v.name not in self.decided and v.outcome != "inconclusive":
-                self.decided[v.name] = (v, n)
-        return self.looks[-1]
+                self.decided[v.name] = (v, look.replicates)
+        return look
 
     def verdicts(self) -> list[Verdict]:
         """Each hypothesis's decision, or its verdict at the last look (inconclusive)."""
@@ -152,11 +156,8 @@ class Sequence:
     def from_dict(cls, design: Design, looks: list[dict]) -> "Sequence":
         sequence = cls(design)
         for look in looks:
-            verdicts = [Verdict.from_dict(v) for v in look["verdicts"]]
-            sequence.looks.append(Look(look["replicates"], look["alpha"], verdicts))
-            for v in verdicts:
-                if v.name not in sequence.decided and v.outcome != "inconclusive":
-                    sequence.decided[v.name] = (v, look["replicates"])
+            sequence._add(Look(look["replicates"], look["alpha"],
+                               [Verdict.from_dict(v) for v in look["verdicts"]]))
         return sequence
 
     def needed(self, look: int = 0) -> dict[str, int | None]:

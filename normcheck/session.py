@@ -237,7 +237,7 @@ class StudySession:
         return sorted(configs, key=lambda c: c.seed) if self.design else configs
 
     def _replicates(self, n: int) -> list[TrainConfig]:
-        return [c for c in self.grid.configs() if c.seed - self.grid.base_seed < n]
+        return [c for c in self.grid.configs() if self.grid.replicate(c) < n]
 
     def complete_table(self) -> pd.DataFrame:
         """The whole grid's metrics table, training whatever configuration is still missing
@@ -273,7 +273,7 @@ class StudySession:
         decided before it), else None."""
         if self.design is None:
             return None
-        replicate = config.seed - self.grid.base_seed
+        replicate = self.grid.replicate(config)
         if replicate < self.design.first:
             return None
         sequence = self.sequence(before=replicate)
@@ -339,7 +339,7 @@ class StudySession:
                 self.rounds = self.sequence(train=False)
                 used = self.rounds.next_replicates() or self.rounds.looks[-1].replicates
                 configs = self._replicates(used)
-                results = [r for r in results if r.config.seed - self.grid.base_seed < used]
+                results = [r for r in results if self.grid.replicate(r.config) < used]
             wanted = {c.case_id for c in configs}
             self.missing = len(wanted - {r.config.case_id for r in results})
             if not results:
@@ -500,7 +500,7 @@ class StudySession:
             if self.design:  # the looks the runs allow, as the session took them
                 self.rounds = sequential.run(results_table(results), self.design)
                 used = self.rounds.looks[-1].replicates if self.rounds.looks else 0
-                results = [r for r in results if r.config.seed - self.grid.base_seed < used]
+                results = [r for r in results if self.grid.replicate(r.config) < used]
                 verdicts = self.rounds.verdicts() if self.rounds.looks else []
             else:
                 verdicts = hypotheses.evaluate(results_table(results))
