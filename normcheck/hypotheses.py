@@ -2,11 +2,12 @@
 
 ``evaluate`` takes the metrics table (one row per run, as in ``metrics.csv``) and returns one
 ``Verdict`` per hypothesis and normalisation compared with none (``H1`` when the grid has one
-such arm, ``H1-layernorm`` etc. when it has several). Each hypothesis reduces the grid to one
-or more contrasts whose standard errors come from resampling whole replicates
-(``normcheck.stats``); Holm's procedure across the family (every hypothesis of every arm)
-decides which are settled, and at what confidence level their intervals are read. Statements,
-margins and the family's error rate live in ``hypotheses.toml``.
+such arm, ``H1-layernorm`` etc. when it has several). Each hypothesis reduces every replicate
+to one or two contrasts (``gather``), each contrast is estimated with an exact test over the
+replicates (``normcheck.stats``), and one graphical closed test over every claim of every
+hypothesis (``normcheck.multiplicity``) decides which claims are made, and at what level their
+intervals are read. Statements, margins and the family's error rate live in
+``hypotheses.toml``.
 """
 
 import math
@@ -19,14 +20,14 @@ import numpy as np
 import pandas as pd
 
 from normcheck import norms
+from normcheck.multiplicity import HOLDS, REFUTED, SUPERIOR, Decisions, Graph, node
 from normcheck.norms import CONTROL
-from normcheck.stats import Estimate, holm, holm_levels, replicate_bootstrap, replicate_bootstraps
+from normcheck.stats import Estimated, Median, Proportion, Reduction, from_dict, holm, needs
 
 PASSING = {"holds", "superior", "non-inferior"}
 VERDICTS = PASSING | {"inconclusive", "refuted"}
-# axes of a Paired array: lr (high first), fc_units, dropout, replicate, norm (none first)
-REP_AXIS = 3
 EXCLUDED_FROM_SMOOTHNESS = ("collapsed", "diverged")
+Contrasts = dict[str, np.ndarray]  # "H1", "H2.1", ... -> one value per replicate
 
 
 def declared() -> dict:
@@ -63,7 +64,7 @@ class Part:
     """One estimated contrast a verdict rests on, and the claim made of it."""
 
     label: str
-    estimate: Estimate
+    estimate: Estimated
     claim: str  # how the interval must lie for the hypothesis to hold, e.g. "> -0.02"
 
 
@@ -73,7 +74,7 @@ class Verdict:
     statement: str
     outcome: str  # holds | superior | non-inferior | inconclusive | refuted
     parts: tuple[Part, ...]  # intervals at the level the family's procedure judged them
-    p_value: float  # Holm-adjusted p-value of the verdict's claim (holds or refuted)
+    p_value: float  # adjusted p-value of the verdict's strongest claim (holds or refuted)
     details: str  # the numbers behind it, one line each
     plain: str = ""  # a sentence in plain words with the numbers, no full stop
     hypothesis: str = ""  # "H1"
@@ -84,7 +85,7 @@ class Verdict:
         return self.outcome in PASSING
 
     @property
-    def estimate(self) -> Estimate | None:
+    def estimate(self) -> Estimated | None:
         return self.parts[0].estimate if self.parts else None
 
     @property
@@ -97,7 +98,7 @@ class Verdict:
             return "not estimated"
         lines = [f"{p.label} = {p.estimate} ({p.estimate.level:.2%} CI; holds if {p.claim})"
                  for p in self.parts]
-        return "\n  ".join(lines) + f"\n  Holm-adjusted p = {self.p_value:.4f}"
+        return "\n  ".join(lines) + f"\n  adjusted p = {self.p_value:.4f}"
 
     @property
     def message(self) -> str:
@@ -105,44 +106,49 @@ class Verdict:
                f"{self.details}"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "parts": [{"label": p.label, "estimate": p.estimate.to_dict(),
+                                           "claim": p.claim} for p in self.parts]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Verdict":
-        parts = tuple(Part(p["label"], Estimate(**p["estimate"]), p["claim"])
+        parts = tuple(Part(p["label"], from_dict(p["estimate"]), p["claim"])
                       for p in d["parts"])
         return cls(**{**d, "parts": parts})
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """A hypothesis's contrasts before the family's procedure judges them."""
+    """A hypothesis's contrasts and the one-sided p-value of each claim it can make, before
+    the family's procedure judges them."""
 
-    name: str
+    name: str  # "H1"
+    arm: str
     parts: tuple[Part, ...]
-    p_holds: float  # smallest 1 - level at which every part's interval makes its claim
-    p_refuted: float  # smallest 1 - level at which some part's interval contradicts it
+    p: dict[str, float]  # claim (holds, refuted, superior) -> one-sided p-value
     lines: list[str] = field(default_factory=list)
     plain: str = ""  # no full stop; {0}, {1}: the parts' estimates at the judged level
     holds_word: str = "holds"
-    p_stronger: float = 1.0  # H1: superiority, read after non-inferiority (fixed sequence)
-    arm: str = "batchnorm"
+    replicates: int = 0  # replicates the contrasts use
 
-    @property
-    def p_decision(self) -> float:
-        return min(self.p_holds, self.p_refuted)
-
-    def judged(self, alpha: float, adjusted_p: float, statement: str, name: str) -> Verdict:
-        """The verdict at significance level ``alpha`` (Holm's level for this hypothesis)."""
-        if self.p_holds <= alpha:
-            word = "superior" if self.p_stronger <= alpha else self.holds_word
-        elif self.p_refuted <= alpha:
-            word = "refuted"
-        else:
-            word = "inconclusive"
-        parts = tuple(Part(p.label, p.estimate.at(1 - alpha), p.claim) for p in self.parts)
+    def verdict(self, decisions: Decisions, adjusted: dict[str, float], key: str,
+                statement: str, share: float, alpha: float) -> Verdict:
+        """The verdict from the family's ``decisions`` (its claims under ``key``), with the
+        intervals at the level this look's ``share`` of ``alpha`` gives the claim "holds"."""
+        claim = decisions.claim(key)
+        word = {SUPERIOR: "superior", HOLDS: self.holds_word, REFUTED: "refuted",
+                None: "inconclusive"}[claim]
+        one_sided = decisions.levels[node(key, HOLDS)] / alpha * share
+        parts = tuple(Part(p.label, p.estimate.at(1 - 2 * one_sided), p.claim)
+                      for p in self.parts)
+        lines = list(self.lines)
+        if claim is None and 0 < self.replicates < needs(one_sided):
+            lines.insert(0, f"  a sign test over {self.replicates} replicates cannot reach "
+                            f"one-sided level {one_sided:.3g} (its smallest p-value is "
+                            f"2^-{self.replicates}): deciding needs at least "
+                            f"{needs(one_sided)} replicates")
+        p_value = min(adjusted[node(key, c)] for c in (HOLDS, REFUTED))
         plain = self.plain.format(*(_ci(p.estimate) for p in parts))
-        return Verdict(name, statement, word, parts, adjusted_p, "\n".join(self.lines), plain,
+        return Verdict(key, statement, word, parts, p_value, "\n".join(lines), plain,
                        self.name, self.arm)
 
 
@@ -170,12 +176,33 @@ class Paired:
                              f"runs for {expected} slots")
         index = pd.MultiIndex.from_product([self.lrs, self.fcs, self.dropouts, self.seeds,
                                             self.norms])
-        self._slots = table.set_index(keys).reindex(index)
+        slots = table.set_index(keys).reindex(index)
+        self._arrays = lambda metric: slots[metric].to_numpy(dtype=float).reshape(self.shape)
+
+    @classmethod
+    def of_arrays(cls, arrays: dict[str, np.ndarray], lrs: list[float], fcs: list[int],
+                  names: list[str]) -> "Paired":
+        """Arrays already shaped (lr, fc_units, dropout, replicate, norm), lr high first:
+        simulated studies, without building a table."""
+        paired = cls.__new__(cls)
+        paired.lrs, paired.fcs, paired.norms = list(lrs), list(fcs), list(names)
+        shape = next(iter(arrays.values())).shape
+        paired.dropouts, paired.seeds = [0.0] * shape[2], list(range(shape[3]))
+        paired._arrays = lambda metric: np.asarray(arrays[metric], dtype=float)
+        return paired
 
     @property
     def shape(self) -> tuple[int, ...]:
         return (len(self.lrs), len(self.fcs), len(self.dropouts), len(self.seeds),
                 len(self.norms))
+
+    def first(self, n: int) -> "Paired":
+        """The first ``n`` replicates only (a look at a study in rounds)."""
+        paired = Paired.__new__(Paired)
+        paired.__dict__.update(self.__dict__)
+        paired.seeds = self.seeds[:n]
+        paired._arrays = lambda metric: self(metric)[:, :, :, :n]
+        return paired
 
     @property
     def arms(self) -> list[str]:
@@ -183,7 +210,7 @@ class Paired:
         return self.norms[1:]
 
     def __call__(self, metric: str) -> np.ndarray:
-        return self._slots[metric].to_numpy(dtype=float).reshape(self.shape)
+        return self._arrays(metric)
 
 
 def _nanmean(a: np.ndarray, axis) -> np.ndarray:
@@ -192,19 +219,10 @@ def _nanmean(a: np.ndarray, axis) -> np.ndarray:
         return np.nanmean(a, axis=axis)
 
 
-def over_replicates(per_cell: np.ndarray) -> np.ndarray:
-    """(batch, lr, fc, dropout, replicate) -> (batch,): mean over each replicate's cells, then
-    over replicates, so every replicate weighs the same."""
-    return _nanmean(_nanmean(per_cell, axis=(1, 2, 3)), axis=1)
-
-
-def _estimate(data: np.ndarray, statistic) -> Estimate:
-    return replicate_bootstrap(data, statistic, axis=REP_AXIS)
-
-
-def _estimates(data: np.ndarray, statistic) -> list[Estimate]:
-    """Several values of one statistic, ``(batch, k)``, from the same bootstrap samples."""
-    return replicate_bootstraps(data, statistic, axis=REP_AXIS)
+def per_replicate(per_cell: np.ndarray) -> np.ndarray:
+    """(lr, fc, dropout, replicate, ...) -> (replicate, ...): each replicate's mean over its
+    cells, so that every replicate is one value."""
+    return _nanmean(per_cell, axis=(0, 1, 2))
 
 
 def _slope_weights(values: list[float], transform) -> np.ndarray:
@@ -214,91 +232,119 @@ def _slope_weights(values: list[float], transform) -> np.ndarray:
     return centered / np.sum(centered ** 2)
 
 
-def _lr_slope(acc: np.ndarray, lrs: list[float]) -> np.ndarray:
-    """(batch, lr, fc, dropout, replicate, norm) -> (batch, norm): accuracy change per tenfold
-    increase of lr (least-squares over log10 lr), averaged over the other cells."""
-    w = _slope_weights(lrs, math.log10)
-    per = np.tensordot(acc, w, axes=([1], [0]))  # (batch, fc, dropout, replicate, norm)
-    return _nanmean(_nanmean(per, axis=(1, 2)), axis=1)
-
-
 def _span_weights(values: list[float], transform) -> np.ndarray:
     """Slope weights scaled to the axis's span: the change from its lowest to highest value."""
     x = [transform(v) for v in values]
     return _slope_weights(values, transform) * (max(x) - min(x))
 
 
-def _interaction(acc: np.ndarray, lrs: list[float], fcs: list[int]) -> np.ndarray:
-    """(batch, lr, fc, dropout, replicate, norm) -> (batch, norm): the linear x linear lr x
+def lr_slope(acc: np.ndarray, lrs: list[float]) -> np.ndarray:
+    """(lr, fc, dropout, replicate, norm) -> (replicate, norm): accuracy change per tenfold
+    increase of lr (least squares over log10 lr), averaged over the replicate's other cells."""
+    per = np.tensordot(_slope_weights(lrs, math.log10), acc, axes=([0], [0]))
+    return _nanmean(per, axis=(0, 1))
+
+
+def interaction(acc: np.ndarray, lrs: list[float], fcs: list[int]) -> np.ndarray:
+    """(lr, fc, dropout, replicate, norm) -> (replicate, norm): the linear x linear lr x
     fc_units interaction over the grid's span (log10 lr, log2 fc_units). On a 2 x 2 grid it is
     (acc[hi lr, hi fc] - acc[lo lr, hi fc]) - (acc[hi lr, lo fc] - acc[lo lr, lo fc])."""
     w = np.outer(_span_weights(lrs, math.log10), _span_weights(fcs, math.log2))
-    per = np.tensordot(acc, w, axes=([1, 2], [0, 1]))  # (batch, dropout, replicate, norm)
-    return _nanmean(_nanmean(per, axis=1), axis=1)
+    return _nanmean(np.tensordot(w, acc, axes=([0, 1], [0, 1])), axis=0)
 
 
-def _capacity(acc: np.ndarray, fcs: list[int]) -> np.ndarray:
-    """(batch, lr, fc, dropout, replicate, norm) -> (batch, norm): accuracy change from the
+def capacity(acc: np.ndarray, fcs: list[int]) -> np.ndarray:
+    """(lr, fc, dropout, replicate, norm) -> (replicate, norm): accuracy change from the
     narrowest to the widest classifier (least squares over log2 fc_units)."""
-    w = _span_weights(fcs, math.log2)
-    per = np.tensordot(acc, w, axes=([2], [0]))  # (batch, lr, dropout, replicate, norm)
-    return _nanmean(_nanmean(per, axis=(1, 2)), axis=1)
+    per = np.tensordot(_span_weights(fcs, math.log2), acc, axes=([0], [1]))
+    return _nanmean(per, axis=(0, 1))
 
 
-def _too_few(name: str, spec: dict, paired: Paired, arm: str) -> Evidence | None:
-    need = spec["family"]["min_replicates"]
-    if len(paired.seeds) >= need:
-        return None
-    return Evidence(name, (), 1.0, 1.0, [f"  needs at least {need} replicates (seeds) per "
-                                        f"cell; the grid has {len(paired.seeds)}"], arm=arm)
+def _ci(e: Estimated) -> str:
+    def f(x: float) -> str:
+        if math.isnan(x):
+            return "n/a"
+        return f"{x:+.3f}" if math.isfinite(x) else ("-inf" if x < 0 else "+inf")
+
+    return f"{f(e.value)} [{f(e.low)}, {f(e.high)}]"
 
 
-def _ci(e: Estimate) -> str:
-    return f"{e.value:+.3f} [{e.low:+.3f}, {e.high:+.3f}]"
+def _median(values: np.ndarray) -> Median:
+    return Median.of(values)
 
 
-def check_h1(paired: Paired, spec: dict, arm: str) -> Evidence:
-    h, k, label = spec["H1"], paired.norms.index(arm), norms.get(arm).label
+def contrasts(paired: Paired, spec: dict, arm: str) -> Contrasts:
+    """Each replicate's contrasts for the hypotheses of ``arm`` against none, one value per
+    replicate (NaN where a replicate has none): ``H1`` the mean paired difference of the
+    metric; ``H2.1`` how many more unstable runs none had than ``arm`` at the high lr;
+    ``H2.2`` none's metric at the lowest lr minus at the high lr; ``H3`` the difference of the
+    lr slopes; ``H4.1``, ``H4.2`` the lr x fc_units interaction of none and of ``arm``; ``H5``
+    the mean log ratio of beta-smoothness over pairs where neither run collapsed."""
+    k = paired.norms.index(arm)
+    acc = paired(spec["family"]["metric"])
+    high, low = paired.lrs.index(spec["H2"]["high_lr"]), len(paired.lrs) - 1
+    counts = np.nansum(paired("unstable")[high], axis=(0, 1))  # (replicate, norm)
+    slope = lr_slope(acc, paired.lrs)
+    inter = interaction(acc, paired.lrs, paired.fcs)
+    return {"H1": per_replicate(acc[..., k] - acc[..., 0]),
+            "H2.1": counts[:, 0] - counts[:, k],
+            "H2.2": _nanmean(acc[low, ..., 0] - acc[high, ..., 0], axis=(0, 1)),
+            "H3": slope[:, k] - slope[:, 0],
+            "H4.1": inter[:, 0], "H4.2": inter[:, k],
+            "H5": per_replicate(smoothness_pairs(paired, arm)[0])}
+
+
+def check_h1(paired: Paired, spec: dict, arm: str, c: Contrasts) -> Evidence:
+    k, label, m = paired.norms.index(arm), norms.get(arm).label, spec["H1"]["margin"]
     acc = paired(spec["family"]["metric"])
     diff = acc[..., k] - acc[..., 0]  # (lr, fc, dropout, replicate)
-    estimate = _estimate(diff, over_replicates)
-    m = h["margin"]
-    part = Part(f"mean paired difference of {spec['family']['metric_label']}, {arm} - none",
-                estimate, f"> {-m:g} (non-inferior), > 0 (superior)")
+    estimate = _median(c["H1"])
+    part = Part(f"median over replicates of the mean paired difference of "
+                f"{spec['family']['metric_label']}, {arm} - none", estimate,
+                f"> {-m:g} (non-inferior), > 0 (superior)")
     cells = [(i, j, c) for i in range(len(paired.lrs)) for j in range(len(paired.fcs))
              for c in range(len(paired.dropouts))]
-    per_cell = _estimates(diff, lambda d: _nanmean(d, axis=-1).reshape(len(d), -1))
-    adjusted = holm(np.array([min(e.p_above(0), e.p_below(0)) for e in per_cell]))
+    per_cell = [_median(diff[i, j, c]) for i, j, c in cells]
+    adjusted = holm(np.array([min(1.0, 2 * min(e.p_above(0), e.p_below(0)))
+                              for e in per_cell]))
     pairs = int(np.isfinite(diff).sum())
     wins = f"{label} won {int((diff > 0).sum())} of {pairs} pairs"
-    lines = [f"  {wins} (replicate x cell), tied {int((diff == 0).sum())}",
-             "  per cell (reported, not asserted): mean difference [95% CI], Holm p over cells"]
+    lines = [f"  {wins} (replicate x cell), tied {int((diff == 0).sum())}; mean over "
+             f"replicates {estimate.mean:+.4f} (descriptive)",
+             "  per cell (reported, not asserted): median difference [95% CI], Holm p over "
+             "cells (two-sided sign tests)"]
     for (i, j, c), e, p in zip(cells, per_cell, adjusted, strict=True):
         drop = f" dropout={paired.dropouts[c]:g}" if len(paired.dropouts) > 1 else ""
         lines.append(f"    lr={paired.lrs[i]:g} fc={paired.fcs[j]}{drop}: {_ci(e)}  "
                      f"holm p={p:.3f}")
     plain = (f"{label}'s {spec['family']['metric_label']} was higher than no "
-             f"normalization's by {{0}} on average over every cell and replicate; {wins}")
-    return Evidence("H1", (part,), estimate.p_above(-m), estimate.p_below(-m), lines, plain,
-                    holds_word="non-inferior", p_stronger=estimate.p_above(0), arm=arm)
+             f"normalization's by {{0}} in the median replicate (averaged over its cells); "
+             f"{wins}")
+    return Evidence("H1", arm, (part,), {HOLDS: estimate.p_above(-m),
+                                         REFUTED: estimate.p_below(-m),
+                                         SUPERIOR: estimate.p_above(0)},
+                    lines, plain, "non-inferior", estimate.n)
 
 
-def check_h2(paired: Paired, spec: dict, arm: str) -> Evidence:
+def check_h2(paired: Paired, spec: dict, arm: str, c: Contrasts) -> Evidence:
     h, k, label = spec["H2"], paired.norms.index(arm), norms.get(arm).label
     high, low = paired.lrs.index(h["high_lr"]), len(paired.lrs) - 1
     unstable, acc = paired("unstable"), paired(spec["family"]["metric"])
-    rate_diff = _estimate(unstable[high:high + 1, ..., 0] - unstable[high:high + 1, ..., k],
-                          over_replicates)
-    drop = _estimate(acc[low:low + 1, ..., 0] - acc[high:high + 1, ..., 0], over_replicates)
+    more = c["H2.1"]
+    rate = Proportion(int((more > 0).sum()), int((more != 0).sum()))
+    drop = _median(c["H2.2"])
     hi, lo = f"{h['high_lr']:g}", f"{paired.lrs[low]:g}"
-    parts = (Part(f"unstable-run rate at lr={hi}, none - {arm}", rate_diff, "> 0"),
-             Part(f"none's {spec['family']['metric_label']} at lr={lo} minus at lr={hi}",
-                  drop, "> 0"))
+    parts = (Part(f"share of replicates with more unstable runs at lr={hi} without "
+                  f"normalization than with {arm}, of those where the two differ", rate,
+                  "> 0.5"),
+             Part(f"median over replicates of none's {spec['family']['metric_label']} at "
+                  f"lr={lo} minus at lr={hi}", drop, "> 0"))
     n = unstable[high, ..., 0].size
     count = [int(np.nansum(unstable[high, ..., c])) for c in (0, k)]
     sds = [np.nanstd(acc[high, ..., c], ddof=1) for c in (0, k)]
     lines = [f"  unstable runs at lr={hi} (diverged, collapsed or loss up): none "
-             f"{count[0]}/{n}, {arm} {count[1]}/{n}",
+             f"{count[0]}/{n}, {arm} {count[1]}/{n}; replicates where none had more: "
+             f"{rate.k}, fewer: {rate.n - rate.k}, as many: {len(more) - rate.n}",
              f"  sd of {spec['family']['metric_label']} across runs at lr={hi}: none "
              f"{sds[0]:.3f}, {arm} {sds[1]:.3f}"]
     for j, fc in enumerate(paired.fcs):
@@ -307,66 +353,64 @@ def check_h2(paired: Paired, spec: dict, arm: str) -> Evidence:
                      f"{int(np.nansum(unstable[high, j, ..., 0]))}, {arm} "
                      f"{int(np.nansum(unstable[high, j, ..., k]))}")
     plain = (f"At lr={hi}, {count[0]} of {n} runs without normalization were unstable against "
-             f"{count[1]} of {n} with {label} (difference in rate {{0}}), and no-norm's "
-             f"accuracy there was lower than at lr={lo} by {{1}}")
-    return Evidence("H2", parts, max(rate_diff.p_above(0), drop.p_above(0)),
-                    min(1.0, 2 * min(rate_diff.p_below(0), drop.p_below(0))), lines, plain,
-                    arm=arm)
+             f"{count[1]} of {n} with {label}; of the {rate.n} replicates where the two "
+             f"differed, no-norm had more in a share {{0}}; no-norm's accuracy there was lower "
+             f"than at lr={lo} by {{1}} in the median replicate")
+    return Evidence("H2", arm, parts,
+                    {HOLDS: max(rate.p_above(0.5), drop.p_above(0)),  # both parts: no cost
+                     REFUTED: min(1.0, 2 * min(rate.p_below(0.5), drop.p_below(0)))},
+                    lines, plain, replicates=drop.n)
 
 
-def check_h3(paired: Paired, spec: dict, arm: str) -> Evidence:
+def check_h3(paired: Paired, spec: dict, arm: str, c: Contrasts) -> Evidence:
     k, label = paired.norms.index(arm), norms.get(arm).label
-    acc = paired(spec["family"]["metric"])
-
-    def statistic(d: np.ndarray) -> np.ndarray:  # (batch, 3): arm - none, none, arm
-        slope = _lr_slope(d, paired.lrs)
-        return np.column_stack([slope[:, k] - slope[:, 0], slope[:, 0], slope[:, k]])
-
-    estimate, *slopes = _estimates(acc, statistic)
-    part = Part(f"change of {spec['family']['metric_label']} per tenfold lr, {arm} - none",
-                estimate, "> 0")
-    lines = [f"  per tenfold lr (least squares over log10 lr), 95% CI: none {_ci(slopes[0])}, "
-             f"{arm} {_ci(slopes[1])}"]
-    means = np.nanmean(acc, axis=(2, 3))  # (lr, fc, norm)
+    slope = lr_slope(paired(spec["family"]["metric"]), paired.lrs)  # (replicate, norm)
+    estimate = _median(c["H3"])
+    part = Part(f"median over replicates of the change of {spec['family']['metric_label']} "
+                f"per tenfold lr, {arm} - none", estimate, "> 0")
+    each = [_median(slope[:, c]) for c in (0, k)]
+    lines = [f"  per tenfold lr (least squares over log10 lr), median [95% CI]: none "
+             f"{_ci(each[0])}, {arm} {_ci(each[1])}"]
+    means = np.nanmean(paired(spec["family"]["metric"]), axis=(2, 3))  # (lr, fc, norm)
     for j, fc in enumerate(paired.fcs):
         lines.append(f"    fc={fc}: " + "; ".join(
             f"{paired.norms[c]} " + ", ".join(f"lr={lr:g} {means[i, j, c]:.3f}"
                                               for i, lr in enumerate(paired.lrs))
             for c in (0, k)))
-    plain = (f"Each tenfold increase of lr changed no-norm's accuracy by {_ci(slopes[0])} and "
-             f"{label}'s by {_ci(slopes[1])} (95% CIs); {label} minus no-norm {{0}}")
-    return Evidence("H3", (part,), estimate.p_above(0), estimate.p_below(0), lines, plain,
-                    arm=arm)
+    plain = (f"Each tenfold increase of lr changed no-norm's accuracy by {_ci(each[0])} and "
+             f"{label}'s by {_ci(each[1])} (medians over replicates, 95% CIs); {label} minus "
+             f"no-norm {{0}}")
+    return Evidence("H3", arm, (part,), {HOLDS: estimate.p_above(0),
+                                         REFUTED: estimate.p_below(0)},
+                    lines, plain, replicates=estimate.n)
 
 
-def check_h4(paired: Paired, spec: dict, arm: str) -> Evidence:
-    k, label = paired.norms.index(arm), norms.get(arm).label
-    m = spec["H4"]["margin"]
+def check_h4(paired: Paired, spec: dict, arm: str, c: Contrasts) -> Evidence:
+    k, label, m = paired.norms.index(arm), norms.get(arm).label, spec["H4"]["margin"]
     acc = paired(spec["family"]["metric"])
-
-    def statistic(d: np.ndarray) -> np.ndarray:  # interaction none, arm; capacity none, arm
-        inter, cap = _interaction(d, paired.lrs, paired.fcs), _capacity(d, paired.fcs)
-        return np.column_stack([inter[:, 0], inter[:, k], cap[:, 0], cap[:, k]])
-
-    none, other, *capacity = _estimates(acc, statistic)
+    none, other = _median(c["H4.1"]), _median(c["H4.2"])
+    reduction = Reduction(none, other)
     name = "lr x fc_units interaction over the grid's span"
-    parts = (Part(f"{name}, none", none, f"beyond +-{m:g}"),
-             Part(f"{name}, {arm}", other, f"within +-{m:g}"))
-    train_capacity = _estimates(paired("final_train_acc"), lambda d: _capacity(
-        d, paired.fcs)[:, [0, k]])
-    lines = [f"  capacity's own effect (reported, not asserted): change from fc="
-             f"{paired.fcs[0]} to fc={paired.fcs[-1]}, 95% CI"]
-    for c, norm in enumerate(("none", arm)):
-        lines.append(f"    {norm}: {spec['family']['metric_label']} {_ci(capacity[c])}; "
-                     f"final train accuracy {_ci(train_capacity[c])}")
-    p_holds = max(none.p_outside(m), other.p_within(m))
-    p_refuted = min(1.0, 2 * min(none.p_within(m), other.p_outside(m)))
+    parts = (Part(f"size of the {name}: |none| - |{arm}| (medians over replicates)",
+                  reduction, f"> {m:g}"),)
+    cap = capacity(acc, paired.fcs)
+    train_cap = capacity(paired("final_train_acc"), paired.fcs)
+    lines = [f"  the interaction, median over replicates [95% CI]: none {_ci(none)}, {arm} "
+             f"{_ci(other)}",
+             f"  capacity's own effect (reported, not asserted): change from fc="
+             f"{paired.fcs[0]} to fc={paired.fcs[-1]}, median [95% CI]"]
+    for c, norm in ((0, "none"), (k, arm)):
+        lines.append(f"    {norm}: {spec['family']['metric_label']} {_ci(_median(cap[:, c]))};"
+                     f" final train accuracy {_ci(_median(train_cap[:, c]))}")
     plain = (f"How much the lr effect differs between fc={paired.fcs[0]} and "
-             f"fc={paired.fcs[-1]} (the lr x capacity interaction) was {{0}} without "
-             f"normalization and {{1}} with {label} (margin {m:g}); capacity itself moved "
-             f"accuracy by {_ci(capacity[0])} without normalization and {_ci(capacity[1])} with "
-             f"{label} (95% CIs)")
-    return Evidence("H4", parts, p_holds, p_refuted, lines, plain, arm=arm)
+             f"fc={paired.fcs[-1]} (the lr x capacity interaction) was {_ci(none)} without "
+             f"normalization and {_ci(other)} with {label} (medians, 95% CIs); its size "
+             f"shrank by {{0}} (margin {m:g}); capacity itself moved accuracy by "
+             f"{_ci(_median(cap[:, 0]))} without normalization and {_ci(_median(cap[:, k]))} "
+             f"with {label}")
+    return Evidence("H4", arm, parts, {HOLDS: reduction.p_above(m),
+                                       REFUTED: reduction.p_below(m)},
+                    lines, plain, replicates=none.n)
 
 
 def smoothness_pairs(paired: Paired, arm: str = "batchnorm") -> tuple[np.ndarray, int]:
@@ -384,40 +428,45 @@ def smoothness_pairs(paired: Paired, arm: str = "batchnorm") -> tuple[np.ndarray
     return np.where(valid, log_ratio, np.nan), int((~valid).sum())
 
 
-def check_h5(paired: Paired, spec: dict, arm: str) -> Evidence:
+def check_h5(paired: Paired, spec: dict, arm: str, c: Contrasts) -> Evidence:
     k, label = paired.norms.index(arm), norms.get(arm).label
     log_ratio, left_out = smoothness_pairs(paired, arm)
-    estimate, *per_lr = _estimates(log_ratio, lambda d: np.column_stack(
-        [over_replicates(d)] + [over_replicates(d[:, i:i + 1]) for i in range(len(d[0]))]))
-    part = Part(f"mean paired log ratio of beta-smoothness, log(none / {arm})", estimate,
-                "> 0")
+    estimate = _median(c["H5"])
+    part = Part(f"median over replicates of the mean paired log ratio of beta-smoothness, "
+                f"log(none / {arm})", estimate, "> 0")
     beta = paired("beta_smoothness")
     lines = [f"  pairs left out because a run collapsed or diverged: {left_out} of "
-             f"{log_ratio.size}",
-             f"  per lr (reported): log ratio [95% CI]; median beta-smoothness none vs {arm}"]
-    for i, (lr, e) in enumerate(zip(paired.lrs, per_lr, strict=True)):
+             f"{log_ratio.size}; replicates with no pair left: {estimate.missing}",
+             f"  per lr (reported): median log ratio [95% CI]; median beta-smoothness none vs "
+             f"{arm}"]
+    for i, lr in enumerate(paired.lrs):
         kept = ~np.isnan(log_ratio[i])
         medians = [np.median(beta[i, ..., c][kept]) if kept.any() else math.nan
                    for c in (0, k)]
+        e = _median(per_replicate(log_ratio[i:i + 1]))
         lines.append(f"    lr={lr:g}: {_ci(e)}; beta {medians[0]:.3g} vs {medians[1]:.3g} "
                      f"({int(kept.sum())} pairs)")
-    plain = ("Along Adam's own update, the mean log ratio of no-norm's beta-smoothness to "
-             f"{label}'s was {{0}} (above 0: {label} smoother; {left_out} of "
-             f"{log_ratio.size} pairs left out because a run collapsed or diverged)")
-    return Evidence("H5", (part,), estimate.p_above(0), estimate.p_below(0), lines, plain,
-                    arm=arm)
+    plain = ("Along Adam's own update, the log ratio of no-norm's beta-smoothness to "
+             f"{label}'s was {{0}} in the median replicate (above 0: {label} smoother; "
+             f"{left_out} of {log_ratio.size} pairs left out because a run collapsed or "
+             "diverged)")
+    return Evidence("H5", arm, (part,), {HOLDS: estimate.p_above(0),
+                                         REFUTED: estimate.p_below(0)},
+                    lines, plain, replicates=estimate.n)
 
 
-def headline(table: pd.DataFrame) -> dict[str, dict[str, Estimate]]:
-    """Per norm, the mean final validation and test accuracy over every cell, with 95% CIs
-    over replicates: the study's metric with nothing selected on the validation set."""
+def headline(table: pd.DataFrame) -> dict[str, dict[str, Median]]:
+    """Per norm, each replicate's mean final validation and test accuracy over every cell,
+    as a median with its 95% interval: the study's metric with nothing selected on the
+    validation set."""
     paired = Paired(table)
-    arrays = {metric: paired(metric) for metric in ("final_val_acc", "test_acc")}
-    return {norm: {metric: _estimate(a[..., n], over_replicates)
-                   for metric, a in arrays.items()} for n, norm in enumerate(paired.norms)}
+    arrays = {metric: per_replicate(paired(metric)) for metric in ("final_val_acc", "test_acc")}
+    return {norm: {metric: _median(a[:, n]) for metric, a in arrays.items()}
+            for n, norm in enumerate(paired.norms)}
 
 
 CHECKS = {"H1": check_h1, "H2": check_h2, "H3": check_h3, "H4": check_h4, "H5": check_h5}
+STRONGER = ("H1",)  # hypotheses with a "superior" claim after "holds" (non-inferior)
 
 
 def statement(spec: dict, hypothesis: str, arm: str) -> str:
@@ -425,21 +474,60 @@ def statement(spec: dict, hypothesis: str, arm: str) -> str:
     return spec[hypothesis]["statement"].format(norm=norms.get(arm).label)
 
 
-def evaluate(table: pd.DataFrame, spec: dict | None = None,
-             alpha: float | None = None) -> list[Verdict]:
-    """Every hypothesis's verdict for every normalisation compared with none, on a complete
-    table, judged as one family (Holm) at error rate ``alpha`` (default: the registered one;
-    a sequential design passes each look's share)."""
+@dataclass(frozen=True)
+class Family:
+    """A grid's hypotheses, their evidence on one table, and the graph that judges them."""
+
+    evidence: tuple[Evidence, ...]
+    names: tuple[str, ...]  # verdict names, H1 or H1-layernorm, in the evidence's order
+
+    @property
+    def graph(self) -> Graph:
+        return Graph.family(list(self.names), tuple(n for n, e in zip(
+            self.names, self.evidence, strict=True) if e.name in STRONGER))
+
+    @property
+    def p(self) -> dict[str, float]:
+        """Every claim's one-sided p-value, keyed ``H1:holds`` etc."""
+        return {node(n, c): p for n, e in zip(self.names, self.evidence, strict=True)
+                for c, p in e.p.items()}
+
+    def verdicts(self, p: dict[str, float], alpha: float, share: float,
+                 spec: dict) -> list[Verdict]:
+        """The verdicts when the family's claims have p-values ``p`` (this table's, or over
+        looks), the family's error rate is ``alpha`` and this table's intervals are read at
+        its ``share`` of it."""
+        graph = self.graph
+        decisions, adjusted = graph.test(p, alpha), graph.adjusted(p)
+        return [e.verdict(decisions, adjusted, n, statement(spec, e.name, e.arm), share, alpha)
+                for n, e in zip(self.names, self.evidence, strict=True)]
+
+
+def gather(table: pd.DataFrame, spec: dict | None = None) -> Family:
+    """Every hypothesis's evidence for every normalisation compared with none, on a complete
+    table."""
+    return gather_paired(Paired(table), spec)
+
+
+def gather_paired(paired: Paired, spec: dict | None = None) -> Family:
+    """``gather`` on the table's arrays."""
     spec = spec or declared()
-    paired = Paired(table)
     problems = grid_problems(tuple(paired.lrs), tuple(paired.fcs), tuple(paired.norms))
     if problems:
         raise ValueError("; ".join(problems))
-    evidence = [_too_few(name, spec, paired, arm) or check(paired, spec, arm)
-                for arm in paired.arms for name, check in CHECKS.items()]
-    p = np.array([e.p_decision for e in evidence])
+    evidence = []
+    for arm in paired.arms:
+        c = contrasts(paired, spec, arm)
+        evidence += [check(paired, spec, arm, c) for check in CHECKS.values()]
+    return Family(tuple(evidence), tuple(verdict_name(e.name, e.arm, paired.arms)
+                                         for e in evidence))
+
+
+def evaluate(table: pd.DataFrame, spec: dict | None = None,
+             alpha: float | None = None) -> list[Verdict]:
+    """Every hypothesis's verdict for every normalisation compared with none, on a complete
+    table, judged as one family at error rate ``alpha`` (default: the registered one)."""
+    spec = spec or declared()
+    family = gather(table, spec)
     alpha = spec["family"]["alpha"] if alpha is None else alpha
-    levels, adjusted = holm_levels(p, alpha), holm(p)
-    return [e.judged(level, adj, statement(spec, e.name, e.arm),
-                     verdict_name(e.name, e.arm, paired.arms))
-            for e, level, adj in zip(evidence, levels, adjusted, strict=True)]
+    return family.verdicts(family.p, alpha, alpha, spec)

@@ -93,14 +93,18 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
              "until every hypothesis is decided (docs/statistics.md)")),
     "max_seeds": (("--max-seeds",), dict(
         type=at_least(1), default=None, metavar="N",
-        help="--seeds auto: the budget of replicates (default: hypotheses.toml's, 30)")),
+        help="--seeds auto: the budget of replicates (default: hypotheses.toml's, 40)")),
+    "first": (("--first",), dict(
+        type=at_least(1), default=None, metavar="N",
+        help="--seeds auto: replicates at the first look (default: hypotheses.toml's, 10)")),
     "round": (("--round",), dict(
         type=at_least(1), default=None, metavar="K",
         help="--seeds auto: replicates per round after the first (default: hypotheses.toml's, "
              "5)")),
     "base_seed": (("--base-seed",), dict(
         type=at_least(0), default=None, metavar="SEED",
-        help="first replicate seed (default: the grid's train.seed)")),
+        help="first replicate seed (default: the grid's train.seed; with --seeds auto, "
+             "hypotheses.toml's, 1000: fresh replicates)")),
     "resample_split": (("--resample-split",), dict(
         action=argparse.BooleanOptionalAction, default=None,
         help="each replicate draws its own train/validation split (default: the grid's; "
@@ -146,7 +150,7 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
 }
 SESSION_OPTIONS = tuple(OPTIONS)  # the pytest plugin's
 # python -m normcheck report's
-REPORT_OPTIONS = ("grid", "seeds", "max_seeds", "round", "base_seed", "resample_split",
+REPORT_OPTIONS = ("grid", "seeds", "max_seeds", "first", "round", "base_seed", "resample_split",
                   "report_dir", "mlflow_uri", "experiment", "record_verdicts")
 
 

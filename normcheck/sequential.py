@@ -1,28 +1,44 @@
 """Replicates in rounds until every hypothesis is decided: a group-sequential design.
 
 A study looks at its results after each round of replicates (``n_1 < n_2 < ... < n_K``, the
-last the budget). At look k the whole family is judged as in a fixed design (Holm over every
-hypothesis, ``hypotheses.evaluate``), but at the error rate an alpha-spending function allots
-to that look: ``alpha_k = f(n_k / n_K) - f(n_(k-1) / n_K)``, with ``f(1) = alpha``. A
-hypothesis keeps the first decision it reaches (holds, superior, non-inferior or refuted); the
-study stops at the first look where every hypothesis is decided, or at the budget, where the
-undecided ones are inconclusive.
+last the budget). Look k may spend the share ``alpha_k = f(n_k / n_K) - f(n_(k-1) / n_K)`` of
+the family's alpha that a Lan-DeMets spending function ``f`` allots it (``f(1) = alpha``). The
+family is judged by one graphical closed test over every claim (``normcheck.multiplicity``):
+at look k a claim is made when its p-value at this or any earlier look is at most its weight
+times that look's share, and a claim made passes its weight on, also to claims tested at
+earlier looks (Maurer and Bretz 2013). The shares add up to alpha, so the chance of any false
+claim over all looks is at most alpha whatever the dependence between looks and claims (a
+union bound: conservative, but it needs no joint law of the sign tests across looks, which
+exact group-sequential boundaries would).
 
-The looks' rates add up to alpha, so the chance of any false decision over all looks is at
-most alpha whatever the dependence between looks (a union bound: conservative, but it needs no
-joint law of the bootstrap intervals, which exact group-sequential boundaries would).
-Re-testing at alpha at every look would not keep it: ``benchmarks/calibration.py --sequential``
-shows both.
+A claim once made stays made (its weight and its p-values only grow and shrink), so a
+hypothesis keeps its decision; H1's "non-inferior" can become "superior" at a later look, a
+rule fixed in advance and inside the same alpha. The study stops at the first look where
+every hypothesis is decided, at the budget, or, by a non-binding futility rule, when every
+hypothesis still undecided would likely stay so: the conditional power of each of its claims
+at the last look, at the trend seen and the level it has now, is below ``futility``. Stopping
+for futility only leaves hypotheses inconclusive, so it costs no alpha; a study that went on
+would keep its error control too.
+
+The design is part of the registration; ``Design.digest`` names it, and a study's looks are
+stored with it, so that a study is never resumed or rebuilt under another design.
 """
 
+import hashlib
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-from normcheck.hypotheses import Verdict, declared, evaluate
+from normcheck.hypotheses import Paired, Verdict, declared, gather_paired
+from normcheck.multiplicity import HOLDS, REFUTED, node, over_looks
 
 SPENDING = ("pocock", "obrien-fleming")
+
+
+class DesignMismatch(ValueError):
+    """A study's stored looks were taken under another design."""
 
 
 def spent(spending: str, alpha: float, fraction: float) -> float:
@@ -43,13 +59,17 @@ def spent(spending: str, alpha: float, fraction: float) -> float:
 @dataclass(frozen=True)
 class Design:
     """When the study looks (``first`` replicates, then every ``round`` more, up to
-    ``max_seeds``) and how it spends the family's ``alpha`` over the looks."""
+    ``max_seeds``), from which seed its replicates start, how it spends the family's
+    ``alpha`` over the looks, and the conditional power below which a hypothesis is futile."""
 
     alpha: float = 0.05
     spending: str = "pocock"
-    first: int = 5
+    first: int = 10
     round: int = 5
-    max_seeds: int = 30
+    max_seeds: int = 40
+    base_seed: int = 1000
+    futility: float = 0.1
+    version: int = 0  # the registration's version
     naive: bool = False  # every look at alpha: NOT valid, for the calibration's comparison
 
     def __post_init__(self) -> None:
@@ -57,173 +77,281 @@ class Design:
             raise ValueError(f"spending {self.spending!r}: use one of {', '.join(SPENDING)}")
         if not 1 <= self.first <= self.max_seeds or self.round < 1:
             raise ValueError(f"a design needs 1 <= first ({self.first}) <= max_seeds "
-                             f"({self.max_seeds}) and round >= 1 ({self.round})")
+                             f"({self.max_seeds}) and round >= 1 ({self.round}); pass --first, "
+                             "--round and --max-seeds that do")
+        if not 0 <= self.futility < 1:
+            raise ValueError(f"futility {self.futility!r}: use a conditional power in [0, 1)")
 
     @classmethod
     def declared(cls, spec: dict | None = None, **overrides: int | None) -> "Design":
         """The design registered in ``hypotheses.toml`` (``[sequential]``), with any of
-        ``first``, ``round`` and ``max_seeds`` given (not None) instead."""
+        ``first``, ``round``, ``max_seeds`` and ``base_seed`` given (not None) instead."""
         spec = spec or declared()
-        values = {k: spec["sequential"][k] for k in ("spending", "first", "round", "max_seeds")}
+        names = ("spending", "first", "round", "max_seeds", "base_seed", "futility")
+        values = {k: spec["sequential"][k] for k in names}
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(alpha=spec["family"]["alpha"], **values)
+        return cls(alpha=spec["family"]["alpha"], version=spec["version"], **values)
 
     def looks(self) -> list[int]:
         """The replicates at each look, the last the budget."""
-        looks = list(range(self.first, self.max_seeds, self.round))
-        return looks + [self.max_seeds]
+        return list(range(self.first, self.max_seeds, self.round)) + [self.max_seeds]
 
     def look_alphas(self) -> list[float]:
-        """The family error rate each look is judged at; they add up to ``alpha``."""
+        """The share of alpha each look may spend; they add up to ``alpha``."""
         if self.naive:
             return [self.alpha] * len(self.looks())
-        fractions = [n / self.max_seeds for n in self.looks()]
-        cumulative = [spent(self.spending, self.alpha, f) for f in fractions]
+        cumulative = [spent(self.spending, self.alpha, n / self.max_seeds)
+                      for n in self.looks()]
         return [c - p for c, p in zip(cumulative, [0.0] + cumulative[:-1], strict=True)]
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def digest(self) -> str:
+        """A short hash of everything the design fixes."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
     def describe(self) -> str:
-        looks = self.looks()
-        return (f"group-sequential: looks after {', '.join(map(str, looks))} replicates, "
-                f"family alpha {self.alpha:g} spent by a {self.spending} spending function "
-                f"({', '.join(f'{a:.4f}' for a in self.look_alphas())}); a hypothesis keeps "
-                "its first decision; stop when all are decided")
+        return (f"group-sequential design {self.digest} (registration version "
+                f"{self.version}): replicates from seed {self.base_seed}, looks after "
+                f"{', '.join(map(str, self.looks()))}, family alpha {self.alpha:g} spent by a "
+                f"{self.spending} spending function "
+                f"({', '.join(f'{a:.4f}' for a in self.look_alphas())}); a claim once made "
+                f"stays made, non-inferior may become superior; stop when every hypothesis is "
+                f"decided, or (non-binding) when each one left has conditional power below "
+                f"{self.futility:g}")
 
 
 @dataclass(frozen=True)
 class Look:
-    """The family judged on the first ``replicates`` replicates at error rate ``alpha``."""
+    """The family judged on the first ``replicates`` replicates: the share of alpha this
+    look spends, every claim's p-value here, and the verdicts over the looks so far."""
 
     replicates: int
-    alpha: float
+    share: float
+    p: dict[str, float]
     verdicts: list[Verdict]
+    weights: dict[str, float]  # each claim's weight after this look's decisions
+    futile: tuple[str, ...] = ()  # hypotheses undecided here that would likely stay so
 
 
 @dataclass
-class Sequence:
-    """A study's looks so far and each hypothesis's decision."""
+class Rounds:
+    """A study's looks so far."""
 
     design: Design
     looks: list[Look] = field(default_factory=list)
-    decided: dict[str, tuple[Verdict, int]] = field(default_factory=dict)  # name -> at n
 
     @property
     def names(self) -> list[str]:
         return [v.name for v in self.looks[0].verdicts] if self.looks else []
 
     @property
+    def undecided(self) -> list[str]:
+        return [v.name for v in self.looks[-1].verdicts if v.outcome == "inconclusive"] \
+            if self.looks else []
+
+    @property
+    def all_decided(self) -> bool:
+        return bool(self.looks) and not self.undecided
+
+    @property
+    def stopped_for_futility(self) -> bool:
+        """Stopped before the budget because every hypothesis left was futile."""
+        return bool(self.looks) and not self.all_decided and \
+            self.looks[-1].replicates < self.design.max_seeds and \
+            set(self.undecided) <= set(self.looks[-1].futile)
+
+    @property
     def done(self) -> bool:
-        """Every hypothesis decided, or the budget spent."""
-        return bool(self.looks) and (len(self.decided) == len(self.names) or
+        """Every hypothesis decided, the budget spent, or every one left futile."""
+        return bool(self.looks) and (self.all_decided or self.stopped_for_futility or
                                      self.looks[-1].replicates >= self.design.max_seeds)
+
+    @property
+    def saved(self) -> int:
+        """Replicates of the budget a futility stop did not run."""
+        return self.design.max_seeds - self.looks[-1].replicates \
+            if self.stopped_for_futility else 0
 
     def next_replicates(self) -> int | None:
         """How many replicates the next look needs; None once the study is done."""
         if self.done:
             return None
-        looks = self.design.looks()
-        return looks[len(self.looks)]
+        return self.design.looks()[len(self.looks)]
 
-    def look(self, table: pd.DataFrame, spec: dict | None = None) -> Look:
-        """Judge the family on the next look's replicates of ``table`` (which must have them)."""
+    def look(self, results: "pd.DataFrame | Paired", spec: dict | None = None) -> Look:
+        """Judge the family on the next look's replicates of ``results`` (a metrics table or
+        its ``Paired`` arrays, which must have them)."""
+        spec = spec or declared()
         n = self.next_replicates()
         if n is None:
             raise ValueError("the study is already decided")
-        seeds = sorted(table["seed"].unique())
-        if len(seeds) < n:
+        paired = results if isinstance(results, Paired) else Paired(results)
+        if len(paired.seeds) < n:
             raise ValueError(f"look {len(self.looks) + 1} needs {n} replicates; the table "
-                             f"has {len(seeds)}")
-        alpha = self.design.look_alphas()[len(self.looks)]
-        verdicts = evaluate(table[table["seed"].isin(seeds[:n])], spec, alpha=alpha)
-        return self._add(Look(n, alpha, verdicts))
-
-    def _add(self, look: Look) -> Look:
-        """Append a look; each hypothesis it decides for the first time keeps that decision."""
+                             f"has {len(paired.seeds)}")
+        family = gather_paired(paired.first(n), spec)
+        shares = self.design.look_alphas()
+        k = len(self.looks)
+        alpha = self.design.alpha
+        p = over_looks([look.p for look in self.looks] + [family.p], shares, alpha)
+        verdicts = family.verdicts(p, alpha, shares[k], spec)
+        weights = {j: level / alpha for j, level in family.graph.test(p, alpha).levels.items()}
+        look = Look(n, shares[k], family.p, verdicts, weights)
+        if n < self.design.max_seeds:
+            look = Look(n, shares[k], family.p, verdicts, weights, self._futile(look))
         self.looks.append(look)
-        for v in look.verdicts:
-            if v.name not in self.decided and v.outcome != "inconclusive":
-                self.decided[v.name] = (v, look.replicates)
         return look
 
-    def verdicts(self) -> list[Verdict]:
-        """Each hypothesis's decision, or its verdict at the last look (inconclusive)."""
-        return [self.decided.get(v.name, (v, 0))[0] for v in self.looks[-1].verdicts]
+    def _final_level(self, look: Look, claim: str) -> float:
+        """The one-sided level ``claim`` would have at the last look with the weight it has
+        after ``look``."""
+        return look.weights[claim] * self.design.look_alphas()[-1]
 
-    def to_dict(self) -> list[dict]:
-        return [{"replicates": look.replicates, "alpha": look.alpha,
-                 "verdicts": [v.to_dict() for v in look.verdicts]} for look in self.looks]
+    def _futile(self, look: Look) -> tuple[str, ...]:
+        """The undecided hypotheses whose every claim has conditional power below the
+        design's threshold at the last look (rough: the trend seen, the weight each claim
+        has now)."""
+        t = look.replicates / self.design.max_seeds
+        return tuple(v.name for v in look.verdicts if v.outcome == "inconclusive" and max(
+            conditional_power(look.p[node(v.name, c)], t,
+                              self._final_level(look, node(v.name, c)))
+            for c in (HOLDS, REFUTED)) < self.design.futility)
+
+    def decided_at(self, name: str) -> int | None:
+        """The replicates of the look where ``name`` reached its final decision."""
+        final = self._final(name)
+        if final.outcome == "inconclusive":
+            return None
+        return next(look.replicates for look in self.looks
+                    if self._at(look, name).outcome == final.outcome)
+
+    def _at(self, look: Look, name: str) -> Verdict:
+        return next(v for v in look.verdicts if v.name == name)
+
+    def _final(self, name: str) -> Verdict:
+        return self._at(self.looks[-1], name)
+
+    def verdicts(self) -> list[Verdict]:
+        """Each hypothesis's decision, shown at the look where it was reached (inconclusive:
+        at the last look)."""
+        out = []
+        for name in self.names:
+            at = self.decided_at(name)
+            look = next((x for x in self.looks if x.replicates == at), self.looks[-1])
+            out.append(self._at(look, name))
+        return out
+
+    def to_dict(self) -> dict:
+        return {"design": self.design.to_dict(), "digest": self.design.digest,
+                "looks": [{"replicates": look.replicates, "share": look.share, "p": look.p,
+                           "verdicts": [v.to_dict() for v in look.verdicts],
+                           "weights": look.weights, "futile": list(look.futile)}
+                          for look in self.looks]}
 
     @classmethod
-    def from_dict(cls, design: Design, looks: list[dict]) -> "Sequence":
-        sequence = cls(design)
-        for look in looks:
-            sequence._add(Look(look["replicates"], look["alpha"],
-                               [Verdict.from_dict(v) for v in look["verdicts"]]))
-        return sequence
+    def from_dict(cls, design: Design, data: dict) -> "Rounds":
+        """Looks stored by ``to_dict``; refused if they were taken under another design."""
+        if data.get("digest") != design.digest:
+            raise DesignMismatch(
+                f"its looks were taken under design {data.get('digest')} "
+                f"({_short(data.get('design', {}))}), not {design.digest} "
+                f"({_short(design.to_dict())})")
+        rounds = cls(design)
+        for look in data["looks"]:
+            rounds.looks.append(Look(look["replicates"], look["share"], look["p"],
+                                     [Verdict.from_dict(v) for v in look["verdicts"]],
+                                     look["weights"], tuple(look["futile"])))
+        return rounds
 
-    def needed(self, look: int = 0) -> dict[str, int | None]:
-        """About how many replicates each hypothesis undecided at ``look`` (default: the first,
-        the pilot) needs, if its effect is what that look shows and its interval narrows as
-        1/sqrt(n): its decision p-value read as a z score, scaled to the z the last look's
-        share of alpha asks for. None: that look shows no effect to find."""
-        from scipy.special import ndtri
-
+    def needed(self, look: int = -1) -> dict[str, int | None]:
+        """Rough: about how many replicates each hypothesis undecided at ``look`` would need
+        if its trend holds and its claims keep the weight they have now, judged at the last
+        look's share (multiplicity counted once, in the weight). None: no trend to find."""
         seen = self.looks[look]
-        alphas = self.design.look_alphas()
         out: dict[str, int | None] = {}
         for v in seen.verdicts:
             if v.outcome != "inconclusive":
                 out[v.name] = seen.replicates
                 continue
-            z0 = float(ndtri(1 - min(v.p_value, 0.999) / 2)) if v.parts else 0.0
-            z = float(ndtri(1 - alphas[-1] / len(seen.verdicts) / 2))
-            out[v.name] = None if z0 < 0.5 else math.ceil(seen.replicates * (z / z0) ** 2)
+            claims = [node(v.name, c) for c in (HOLDS, REFUTED)]
+            out[v.name] = min((n for n in (needed_for(seen.p[c], seen.replicates,
+                                                      self._final_level(seen, c))
+                                           for c in claims) if n is not None), default=None)
         return out
-
-    def undecided_at_budget(self) -> dict[str, int | None]:
-        """Once the budget is spent: each hypothesis still undecided, and the replicates it
-        would likely need at the effect the last look shows."""
-        if not self.looks or self.looks[-1].replicates < self.design.max_seeds:
-            return {}
-        return {k: n for k, n in self.needed(-1).items() if k not in self.decided}
 
     def markdown(self) -> str:
         """The design, each hypothesis's interval after each look, and where it was decided."""
         lines = [f"Design: {self.design.describe()}.", ""]
-        if self.looks:
-            needed = self.needed()
-            lines += ["Replicates each hypothesis would need, estimated after the pilot look "
-                      f"({self.looks[0].replicates} replicates) at the effects it showed: "
-                      + ", ".join(f"{k} {'-' if n is None else n}" for k, n in needed.items())
-                      + " (- : no effect seen to find).", ""]
-            header = "| hypothesis | " + " | ".join(f"{look.replicates} replicates "
-                                                   f"(alpha {look.alpha:.4f})"
-                                                   for look in self.looks) + " | decided |"
-            lines += [header, "|" + "---|" * (len(self.looks) + 2)]
-            for name in self.names:
-                cells = []
-                for look in self.looks:
-                    v = next(x for x in look.verdicts if x.name == name)
-                    e = v.estimate
-                    cells.append(f"{v.outcome}" + (f" {e.value:+.3f} [{e.low:+.3f}, "
-                                                   f"{e.high:+.3f}]" if e else ""))
-                at = self.decided.get(name)
-                lines.append(f"| {name} | " + " | ".join(cells) + " | "
-                             + (f"after {at[1]} replicates" if at else "no (inconclusive)")
-                             + " |")
-            left = self.undecided_at_budget()
-            if left:
-                lines += ["", "Undecided at the budget of "
-                          f"{self.design.max_seeds} replicates, and the replicates each would "
-                          "likely need at the effect the last look shows: " + ", ".join(
-                              f"{k} {'no effect seen' if n is None else n}"
-                              for k, n in left.items()) + "."]
+        if not self.looks:
+            return "\n".join(lines)
+        header = "| hypothesis | " + " | ".join(f"{look.replicates} replicates "
+                                               f"(share {look.share:.4f})"
+                                               for look in self.looks) + " | decided |"
+        lines += [header, "|" + "---|" * (len(self.looks) + 2)]
+        for name in self.names:
+            cells = []
+            for look in self.looks:
+                v = self._at(look, name)
+                e = v.estimate
+                cells.append(f"{v.outcome}" + (f" {e}" if e else "")
+                             + (" (futile)" if name in look.futile else ""))
+            at = self.decided_at(name)
+            lines.append(f"| {name} | " + " | ".join(cells) + " | "
+                         + (f"after {at} replicates" if at else "no (inconclusive)") + " |")
+        needed = self.needed()
+        rough = ", ".join(f"{k} {'-' if n is None else n}" for k, n in needed.items()
+                          if k in self.undecided)
+        if self.stopped_for_futility:
+            lines += ["", f"Stopped for futility after {self.looks[-1].replicates} "
+                      f"replicates: every hypothesis left ({', '.join(self.undecided)}) had "
+                      f"conditional power below {self.design.futility:g}; this saved "
+                      f"{self.saved} replicates of the budget of {self.design.max_seeds}. "
+                      f"Replicates each would need (rough, at the trend seen): {rough}."]
+        elif self.undecided and self.looks[-1].replicates >= self.design.max_seeds:
+            lines += ["", f"Undecided at the budget of {self.design.max_seeds} replicates, "
+                      f"and the replicates each would need (rough, at the trend seen): "
+                      f"{rough}."]
         return "\n".join(lines)
 
 
-def run(table: pd.DataFrame, design: Design, spec: dict | None = None) -> Sequence:
-    """Every look ``table``'s replicates allow, stopping once the study is done."""
-    sequence = Sequence(design)
-    available = table["seed"].nunique()
-    while not sequence.done and sequence.next_replicates() <= available:
-        sequence.look(table, spec)
-    return sequence
+def _short(design: dict) -> str:
+    return (f"first {design.get('first')}, round {design.get('round')}, budget "
+            f"{design.get('max_seeds')}, seeds from {design.get('base_seed')}, "
+            f"{design.get('spending')}, version {design.get('version')}")
+
+
+def conditional_power(p: float, t: float, level: float) -> float:
+    """Rough chance that a one-sided claim with p-value ``p`` at information fraction ``t``
+    reaches one-sided ``level`` at the end if the trend it shows holds (B-value method)."""
+    from scipy.special import ndtr, ndtri
+
+    if t >= 1:
+        return float(p <= level)
+    z = float(ndtri(1 - min(max(p, 1e-15), 1 - 1e-15)))
+    return float(1 - ndtr((float(ndtri(1 - level)) - z / math.sqrt(t)) / math.sqrt(1 - t)))
+
+
+def needed_for(p: float, n: int, level: float) -> int | None:
+    """Rough replicates for a one-sided claim with p-value ``p`` at ``n`` replicates to reach
+    ``level``, its z growing as sqrt(n); None where it shows no trend to find."""
+    from scipy.special import ndtri
+
+    z = float(ndtri(1 - min(max(p, 1e-15), 1 - 1e-15)))
+    if z < 0.5:
+        return None
+    return math.ceil(n * (float(ndtri(1 - level)) / z) ** 2)
+
+
+def run(results: "pd.DataFrame | Paired", design: Design, spec: dict | None = None,
+        start: Rounds | None = None) -> Rounds:
+    """Every look the results' replicates allow, after ``start``'s looks (looks already
+    taken), stopping once the study is done."""
+    paired = results if isinstance(results, Paired) else Paired(results)
+    rounds = start or Rounds(design)
+    while not rounds.done and rounds.next_replicates() <= len(paired.seeds):
+        rounds.look(paired, spec)
+    return rounds

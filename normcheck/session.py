@@ -12,6 +12,7 @@ The pytest plugin's hooks and ``python -m normcheck report`` both drive this obj
   says what happened in lines for the terminal.
 """
 
+import hashlib
 import json
 import os
 import platform
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from filelock import FileLock
 
-from normcheck import __version__, hypotheses, regression, sequential
+from normcheck import __version__, hypotheses, provenance, regression, sequential
 from normcheck.atomic import atomic_path
 from normcheck.claims import ClaimsError, open_claims
 from normcheck.cluster import EngineError, RayOptions
@@ -45,7 +46,7 @@ from normcheck.report import (
     summary_table,
     write_reports,
 )
-from normcheck.sequential import Design, Sequence
+from normcheck.sequential import Design, DesignMismatch, Rounds
 from normcheck.tracking import Tracker, TrackingError, default_tracking_uri, load_results
 from normcheck.uris import redact
 
@@ -125,7 +126,7 @@ class StudySession:
     ray: RayOptions | None = None  # --engine ray; None: local
     claims_db: str | None = None  # PostgreSQL claims; None: file locks
     design: Design | None = None  # --seeds auto: rounds of replicates; None: a fixed number
-    rounds: Sequence | None = None  # --seeds auto: the looks taken, once finished
+    rounds: Rounds | None = None  # --seeds auto: the looks taken, once finished
     recorded: list[dict] = field(default_factory=list)
     study: "Study | None" = None
     results_dir: Path | None = None
@@ -144,14 +145,15 @@ class StudySession:
         design = None
         if options.seeds == "auto":
             try:
-                design = Design.declared(first=getattr(options, "round", None),
+                design = Design.declared(first=getattr(options, "first", None),
                                          round=getattr(options, "round", None),
-                                         max_seeds=getattr(options, "max_seeds", None))
+                                         max_seeds=getattr(options, "max_seeds", None),
+                                         base_seed=options.base_seed)
             except ValueError as exc:
                 raise SessionError(f"--seeds auto: {exc}") from None
         grid = options.grid and options.grid.with_replicates(
-            design.max_seeds if design else options.seeds, options.base_seed,
-            options.resample_split)
+            design.max_seeds if design else options.seeds,
+            design.base_seed if design else options.base_seed, options.resample_split)
         problems = grid and hypotheses.grid_problems(grid.lr, grid.fc_units, grid.norm)
         if problems:
             raise SessionError(f"--grid {grid.name}: " + "; ".join(problems))
@@ -192,6 +194,8 @@ class StudySession:
             for split_seed in sorted({c.split_seed for c in self.grid.configs()}):
                 self.study.fingerprint(split_seed)  # data errors surface now, before training
             self.study.adopt_finished(self.grid.configs())
+            if self.design:
+                self._check_design()
             if self.ray is not None:
                 from normcheck.cluster import RayRunner
 
@@ -247,26 +251,62 @@ class StudySession:
                 self.sequence().looks[-1].replicates))
         return results_table(self.study.run(c) for c in self.grid.configs())
 
-    def sequence(self, before: int | None = None, train: bool = True) -> Sequence:
-        """``--seeds auto``: the looks at the data, round by round, until the study is decided
-        or the budget is spent (``before``: only the looks that use fewer replicates than
-        that), training each round's missing runs first (``train=False``: only as far as the
-        runs already there allow). Each look is taken once per session, by the first process
-        that needs it."""
+    def rounds_key(self, fingerprint: str) -> str:
+        """The experiment tag that keeps this study's design and looks: one per grid, data
+        (the base split's ``fingerprint``) and first replicate seed."""
+        ident = f"{self.grid.name}|{fingerprint}|{self.grid.base_seed}"
+        return "normcheck.rounds." + hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+    def _stored_rounds(self, tracker: Tracker | None = None,
+                       fingerprint: str | None = None) -> Rounds:
+        """The study's looks as the store keeps them (none yet: an empty study), refused if
+        they were taken under another design."""
+        tracker = tracker or self.study.tracker
+        stored = tracker.record(self.rounds_key(fingerprint or self.fingerprint))
+        try:
+            return Rounds.from_dict(self.design, stored) if stored else Rounds(self.design)
+        except DesignMismatch as exc:
+            raise SessionError(
+                f"--seeds auto: the study of grid {self.grid.name!r} on data "
+                f"{fingerprint or self.fingerprint} with replicates from seed "
+                f"{self.grid.base_seed} in "
+                f"{redact(self.uri)}, experiment {self.experiment!r}: {exc}. Its looks are "
+                "spent under that design, and resuming or rebuilding it under another would "
+                "bend it. Pass the options it was started with; or start a new study on fresh "
+                "replicates (--base-seed with seeds no study has used) or in another "
+                "--experiment; to change the registered design, register an amendment: a new "
+                "version of normcheck/hypotheses.toml's [sequential] with its history (date, "
+                "commit, what was seen before it and why), committed before any run under "
+                "it") from None
+
+    def _check_design(self) -> None:
+        """``--seeds auto``, before anything trains: the store keeps the study's design; a
+        study started under another one is refused."""
+        rounds = self._stored_rounds()
+        if not rounds.looks:
+            self.study.tracker.keep_record(self.rounds_key(self.fingerprint), rounds.to_dict())
+
+    def sequence(self, before: int | None = None, train: bool = True) -> Rounds:
+        """``--seeds auto``: the looks at the data, round by round, until the study is done
+        (``before``: only the looks that use fewer replicates than that), training each
+        round's missing runs first (``train=False``: only as far as the runs already there
+        allow). Each look is taken once: the store keeps the looks taken, with the design."""
         path = self.results_dir / SEQUENCE_FILE
         with FileLock(f"{path}.lock"):
-            sequence = Sequence.from_dict(self.design, json.loads(path.read_text())
-                                          if path.exists() else [])
-            while not sequence.done and (before is None or sequence.next_replicates() <= before):
-                configs = self._replicates(sequence.next_replicates())
+            rounds = (Rounds.from_dict(self.design, json.loads(path.read_text()))
+                      if path.exists() else self._stored_rounds())
+            while not rounds.done and (before is None or rounds.next_replicates() <= before):
+                configs = self._replicates(rounds.next_replicates())
                 if not train and self.study.missing(configs):
                     break
-                sequence.look(results_table(self.study.run(c) for c in configs))
+                rounds.look(results_table(self.study.run(c) for c in configs))
                 with atomic_path(path) as tmp:
-                    tmp.write_text(json.dumps(sequence.to_dict()))
-                if self.study.remote is not None and not sequence.done:  # the next round
-                    self.study.remote.add(self._replicates(sequence.next_replicates()))
-        return sequence
+                    tmp.write_text(json.dumps(rounds.to_dict()))
+                self.study.tracker.keep_record(self.rounds_key(self.fingerprint),
+                                               rounds.to_dict())
+                if self.study.remote is not None and not rounds.done:  # the next round
+                    self.study.remote.add(self._replicates(rounds.next_replicates()))
+        return rounds
 
     def skip_reason(self, config: TrainConfig) -> str | None:
         """``--seeds auto``: why this configuration's round is not needed (the study was
@@ -276,10 +316,12 @@ class StudySession:
         replicate = self.grid.replicate(config)
         if replicate < self.design.first:
             return None
-        sequence = self.sequence(before=replicate)
-        if sequence.done and sequence.looks[-1].replicates <= replicate:
-            return (f"not needed: every hypothesis was decided after "
-                    f"{sequence.looks[-1].replicates} replicates (--seeds auto)")
+        rounds = self.sequence(before=replicate)
+        if rounds.done and rounds.looks[-1].replicates <= replicate:
+            why = ("every hypothesis left was futile" if rounds.stopped_for_futility
+                   else "every hypothesis was decided")
+            return f"not needed: {why} after {rounds.looks[-1].replicates} replicates " \
+                   "(--seeds auto)"
         return None
 
     def verdicts(self, table: pd.DataFrame | None = None) -> list[Verdict]:
@@ -414,8 +456,9 @@ class StudySession:
                     f"replicate), fingerprint of split {splits.split_seed} "
                     f"`{splits.fingerprint}`",
             "classes": ", ".join(splits.classes),
-            "environment": f"normcheck {__version__}, Python {platform.python_version()}, "
-                           f"torch {torch.__version__}, {platform.machine()}, {cpu_count()} "
+            "environment": f"normcheck {__version__}, commit {provenance.commit() or 'unknown'}"
+                           f", Python {platform.python_version()}, torch {torch.__version__}, "
+                           f"{provenance.cpu_model()} ({platform.machine()}), {cpu_count()} "
                            f"cores, " + (f"engine: {self.ray.describe()}" if self.ray else
                                          f"xdist workers: {self.workers}, device "
                                          f"{self.study.training_device()}"),
@@ -442,16 +485,7 @@ class StudySession:
         else:
             lines.append(format_verdict_table(self.decided))
             if self.rounds and self.rounds.looks:
-                lines.append("rounds (--seeds auto): " + ", ".join(
-                    f"{name} decided after {self.rounds.decided[name][1]}" if name in
-                    self.rounds.decided else f"{name} undecided" for name in self.rounds.names)
-                    + f"; stopped after {self.rounds.looks[-1].replicates} replicates; "
-                    "estimated need after the pilot: " + ", ".join(
-                        f"{k} {'-' if n is None else n}" for k, n in
-                        self.rounds.needed().items()) + "".join(
-                        f"; {k} undecided at the budget, would likely need "
-                        f"{'-' if n is None else n}"
-                        for k, n in self.rounds.undecided_at_budget().items()))
+                lines.append(self._rounds_line(self.rounds))
             if self.expect_verdicts:
                 recorded = self.expected()
                 lines.append(f"recorded verdicts ({self.expect_verdicts}): " + (
@@ -468,6 +502,20 @@ class StudySession:
         if self.uri.startswith("sqlite:"):
             lines.append(f"  view it with: mlflow ui --backend-store-uri {self.uri}")
         return lines
+
+    @staticmethod
+    def _rounds_line(rounds: Rounds) -> str:
+        """``--seeds auto`` in one line: where each hypothesis was decided, where and why the
+        study stopped, and the rough need of those left."""
+        needed = rounds.needed()
+        at = {name: rounds.decided_at(name) for name in rounds.names}
+        why = f"stopped after {rounds.looks[-1].replicates} replicates" + (
+            f" (futility: every hypothesis left would likely stay undecided; saved "
+            f"{rounds.saved} replicates of the budget)" if rounds.stopped_for_futility else "")
+        return ("rounds (--seeds auto): " + ", ".join(
+            f"{name} decided after {n}" if n else f"{name} undecided" for name, n in at.items())
+            + f"; {why}" + "".join(f"; {name} would need about {needed[name] or '-'} "
+                                    "replicates (rough)" for name in rounds.undecided))
 
     # -- rebuild from the store ------------------------------------------------------------
 
@@ -496,9 +544,13 @@ class StudySession:
                 if r.info.run_id in used and self.grid and
                 int(r.data.params.get("split_seed", -1)) == self.grid.data.split_seed}
         verdicts: list[Verdict] = []
+        if self.design and len(base) != 1:
+            raise SessionError("--seeds auto needs the grid's runs on its base split on one "
+                               f"data source; these have {len(base)}")
+        stored = self._stored_rounds(tracker, min(base)) if self.design else None
         try:
-            if self.design:  # the looks the runs allow, as the session took them
-                self.rounds = sequential.run(results_table(results), self.design)
+            if self.design:  # the stored looks, and any more the runs allow
+                self.rounds = sequential.run(results_table(results), self.design, start=stored)
                 used = self.rounds.looks[-1].replicates if self.rounds.looks else 0
                 results = [r for r in results if self.grid.replicate(r.config) < used]
                 verdicts = self.rounds.verdicts() if self.rounds.looks else []

@@ -1,38 +1,50 @@
 """Result tables simulated under known truths, to measure what the verdicts do.
 
-A ``Truth`` fixes, for every (lr, fc_units, norm) cell, the mean and sd of final validation
-accuracy, the probability that a run is unstable (and collapses), and the mean and sd of
-log beta-smoothness. Each simulated replicate draws a factor per norm and metric that all its
-cells share, so one norm's results are correlated across cells with correlation ``rho``, as a
-real replicate's seed and split make them; the two norms' factors are correlated with
-``rho_norms``, so the paired differences stay correlated across cells too.
-``benchmarks/calibration.py`` and the unit tests feed these tables to ``hypotheses.evaluate``
-and count how often each verdict is reached, and how often each interval covers the truth.
+A ``Truth`` fixes, for every (lr, fc_units, norm) cell, the mean and sd of a stable run's final
+validation accuracy, the probability that a run collapses to chance, the probability that a run
+that did not collapse is still unstable (its loss went up), and the mean and sd of log
+beta-smoothness. Each simulated replicate draws a factor per norm and metric that all its cells
+share, so one norm's results are correlated across cells with correlation ``rho``, as a real
+replicate's seed and split make them; the norms' factors are correlated with ``rho_norms``, so
+paired differences stay correlated across cells too. Collapses are drawn from such a factor as
+well: with ``rho`` 0.6, most replicates see none and a few see several.
+
+What the hypotheses estimate under a truth (``true_values``) is computed by simulating many
+replicates with fixed random numbers: the medians of the replicates' contrasts, and for H2 the
+share of replicates where no-norm had more unstable runs. ``boundary_truth`` moves a truth
+until every hypothesis of every arm sits exactly at its boundary, the least favourable place
+for the family's error. ``calibrate`` and ``calibrate_sequential`` feed simulated studies to
+the verdicts and count; ``benchmarks/calibration.py`` prints what they find.
 """
 
 import math
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
-from normcheck.hypotheses import Paired, declared, evaluate, smoothness_pairs
+from normcheck import hypotheses as h
+from normcheck.hypotheses import Paired, declared
+from normcheck.multiplicity import HOLDS, REFUTED, SUPERIOR
+from normcheck.stats import Proportion
 
 LRS, FCS = (0.01, 0.003, 0.001), (32, 64, 128)
-NORMS = ("none", "batchnorm")  # the arms simulated: the study's two
+NORMS = ("none", "batchnorm")  # the arms simulated unless a truth says otherwise
 CHANCE = 1 / 3
+TRUE_REPLICATES = 100_000  # replicates simulated to compute what a truth's contrasts are
 
 
 @dataclass(frozen=True, eq=False)
 class Truth:
     """What a simulated study's results are drawn from. Arrays have shape (lr, fc, norm), the
-    lr axis high first, norms as in ``NORMS``."""
+    lr axis high first, norms as in ``norms``."""
 
     name: str
-    acc: np.ndarray  # mean final validation accuracy of a stable run
-    acc_sd: np.ndarray  # sd of a stable run's accuracy across replicates
-    unstable: np.ndarray  # probability that a run is unstable (it then collapses to chance)
+    acc: np.ndarray  # mean final validation accuracy of a run that did not collapse
+    acc_sd: np.ndarray  # its sd across replicates
+    unstable: np.ndarray  # probability that a run collapses to chance (and so is unstable)
     log_beta: np.ndarray  # mean log beta-smoothness
     log_beta_sd: np.ndarray
     replicates: int = 5
@@ -40,13 +52,23 @@ class Truth:
     rho_norms: float = 0.5  # correlation of a replicate's shared factor between the norms
     lrs: tuple[float, ...] = LRS
     fcs: tuple[int, ...] = FCS
+    norms: tuple[str, ...] = NORMS
+    loss_up: np.ndarray | None = None  # probability that a run that did not collapse is
+    # unstable all the same (its loss went up); its accuracy is a stable run's
 
     def with_replicates(self, replicates: int) -> "Truth":
         return replace(self, replicates=replicates)
 
+    def key(self) -> tuple:
+        """What fixes the truth's contrasts (not the number of replicates)."""
+        arrays = (self.acc, self.acc_sd, self.unstable, self.log_beta, self.log_beta_sd,
+                  self.loss_up if self.loss_up is not None else np.zeros(0))
+        return (tuple(a.tobytes() for a in arrays), self.rho, self.rho_norms, self.lrs,
+                self.fcs, self.norms)
 
-def _cells(value: float) -> np.ndarray:
-    return np.full((len(LRS), len(FCS), len(NORMS)), float(value))
+
+def _cells(value: float, norms: tuple[str, ...] = NORMS) -> np.ndarray:
+    return np.full((len(LRS), len(FCS), len(norms)), float(value))
 
 
 def null_truth(replicates: int = 5, rho: float = 0.3) -> Truth:
@@ -62,69 +84,84 @@ def null_truth(replicates: int = 5, rho: float = 0.3) -> Truth:
 
 
 def unstable_null_truth(replicates: int = 5, rho: float = 0.3) -> Truth:
-    """The null truth, but at lr=0.01 a run of either norm is unstable (and collapses to
-    chance) with probability 0.2: instability that normalization does not change."""
+    """The null truth, but at lr=0.01 a run of either norm collapses to chance with
+    probability 0.2: instability that normalization does not change."""
     unstable = _cells(0.0)
     unstable[0] = 0.2
     return replace(null_truth(replicates, rho), name="null, equal instability",
                    unstable=unstable)
 
 
+def uneven_truth(replicates: int = 5, rho: float = 0.3) -> Truth:
+    """No effect, with noise as uneven as the full grid's: per-cell sds of 0.011-0.091 (its
+    measured range), BatchNorm noisier than no-norm in 7 of 9 cells, log beta-smoothness
+    from -1.4 to 2.1 by cell, and no-norm's runs at lr=0.01 unstable without collapsing
+    (loss up) 5% of the time. A base for ``boundary_truth`` when no metrics.csv is at hand."""
+    sd = np.stack([np.array([[0.075, 0.048, 0.091], [0.014, 0.011, 0.033],
+                             [0.033, 0.022, 0.018]]),
+                   np.array([[0.080, 0.066, 0.040], [0.045, 0.023, 0.012],
+                             [0.046, 0.043, 0.024]])], axis=-1)
+    log_beta = np.stack([np.array([[1.4, 1.1, -0.6], [1.8, 1.8, 1.1], [2.1, 1.9, 1.9]]),
+                         np.array([[-1.2, -1.2, -1.4], [0.8, 0.5, 0.2], [1.9, 1.7, 1.4]])],
+                        axis=-1)
+    loss_up = _cells(0.0)
+    loss_up[0, :, 0] = 0.05
+    return Truth("uneven noise", _cells(0.6), sd, _cells(0.0), log_beta, _cells(0.4),
+                 replicates, rho, loss_up=loss_up)
+
+
 def h1_margin_truth(replicates: int = 5, rho: float = 0.3) -> Truth:
     """BatchNorm worse than no-norm by exactly H1's margin everywhere, no unstable runs: the
-    boundary where "non-inferior" is just false."""
-    spec = declared()
+    boundary where "non-inferior" and "refuted" are both just false."""
     null = null_truth(replicates, rho)
     acc = null.acc.copy()
-    acc[:, :, 1] -= spec["H1"]["margin"]
+    acc[:, :, 1] -= declared()["H1"]["margin"]
     return replace(null, name="H1 at its margin", acc=acc)
 
 
 def h4_margin_truth(replicates: int = 5, rho: float = 0.3) -> Truth:
-    """No-norm's lr x fc_units interaction exactly at H4's margin, none with BatchNorm: the
-    boundary where "holds" is just false."""
+    """No-norm's lr x fc_units interaction exactly H4's margin, none with BatchNorm: the
+    reduction of its size is the margin, where "holds" and "refuted" are both just false."""
     null = null_truth(replicates, rho)
-    x = np.log10(np.array(null.lrs))
-    u = np.log2(np.array(null.fcs))
-    shape = np.outer((x - x.mean()) / np.ptp(x), (u - u.mean()) / np.ptp(u))
     acc = null.acc.copy()
-    acc[:, :, 0] += declared()["H4"]["margin"] * shape
+    acc[:, :, 0] += declared()["H4"]["margin"] * _pattern(null, "interaction")
     return replace(null, name="H4 at its margin", acc=acc)
 
 
 def study_truth(replicates: int = 5, rho: float = 0.3) -> Truth:
     """Effects of about the sizes the version-1 runs showed: BatchNorm flat in lr and 0.04
     more accurate than no-norm at the lower lrs; no-norm losing 0.12 at lr=0.01, noisy there
-    and unstable in 40% of runs; an lr x capacity interaction of 0.08 without normalization
+    and collapsing in 40% of runs; an lr x capacity interaction of 0.08 without normalization
     and none with BatchNorm; no-norm's log beta-smoothness 0.5 higher. For the effects of a
     real run, use ``truth_from_table``."""
     acc = _cells(0.6)
     acc[:, :, 0] = 0.56
     acc[0, :, 0] = 0.44 + np.array([0.04, 0.0, -0.04])  # the interaction: wider is worse here
-    sd = null_truth().acc_sd
     unstable = _cells(0.0)
     unstable[0, :, 0] = 0.4
     beta = _cells(3.0)
     beta[:, :, 0] = 3.5
-    return Truth("study-like", acc, sd, unstable, beta, null_truth().log_beta_sd, replicates,
-                 rho)
+    return Truth("study-like", acc, null_truth().acc_sd, unstable, beta,
+                 null_truth().log_beta_sd, replicates, rho)
 
 
 def truth_from_table(table: pd.DataFrame, name: str = "measured") -> Truth:
-    """The truth a real metrics table suggests: per cell, its stable runs' mean and sd of
-    final validation accuracy, its rate of unstable runs, and the mean and sd of log
-    beta-smoothness; ``rho`` from the correlation of replicates' residuals across the cells
-    of a norm, ``rho_norms`` from that of the paired differences' residuals."""
+    """The truth a real metrics table suggests: per cell and norm, its stable runs' mean and
+    sd of final validation accuracy, its rate of collapsed runs and of other unstable runs,
+    and the mean and sd of log beta-smoothness; ``rho`` from the correlation of replicates'
+    residuals across the cells of a norm, ``rho_norms`` from that of the paired differences'
+    residuals."""
     paired = Paired(table)
     if len(paired.dropouts) > 1:
         raise ValueError("truth_from_table takes a grid without a dropout axis")
-    acc, unstable = paired("final_val_acc")[:, :, 0], paired("unstable")[:, :, 0] > 0
-    stable = np.where(unstable, np.nan, acc)  # (lr, fc, rep, norm)
-    log_ratio, _ = smoothness_pairs(paired)
-    log_beta = np.where(np.isnan(log_ratio[:, :, 0])[..., None], np.nan,
-                        np.log(paired("beta_smoothness")[:, :, 0]))
+    acc = paired("final_val_acc")[:, :, 0]
+    collapsed = np.nan_to_num(paired("collapsed")[:, :, 0]) > 0
+    unstable = np.nan_to_num(paired("unstable")[:, :, 0]) > 0
+    stable = np.where(collapsed, np.nan, acc)  # (lr, fc, rep, norm)
+    excluded = collapsed | (np.nan_to_num(paired("diverged")[:, :, 0]) > 0)
+    log_beta = np.where(excluded, np.nan, np.log(paired("beta_smoothness")[:, :, 0]))
     rho = _cross_cell_correlation(stable)
-    rho_diff = _cross_cell_correlation((stable[..., 1] - stable[..., 0])[..., None])
+    rho_diff = _cross_cell_correlation(stable[..., 1:] - stable[..., :1])
     # differences of two factors correlated rho_norms: rho_diff = rho (1 - r) / (1 - rho r)
     rho_norms = (rho - rho_diff) / (rho * (1 - rho_diff)) if rho > 0 else 0.0
     with warnings.catch_warnings():
@@ -136,9 +173,12 @@ def truth_from_table(table: pd.DataFrame, name: str = "measured") -> Truth:
         def sd(a: np.ndarray) -> np.ndarray:
             return np.nan_to_num(np.nanstd(a, axis=2, ddof=1))
 
-        return Truth(name, mean(stable), sd(stable), unstable.mean(axis=2), mean(log_beta),
+        stable_runs = np.maximum((~collapsed).sum(axis=2), 1)
+        return Truth(name, mean(stable), sd(stable), collapsed.mean(axis=2), mean(log_beta),
                      sd(log_beta), len(paired.seeds), max(rho, 0.0),
-                     float(np.clip(rho_norms, 0.0, 1.0)), tuple(paired.lrs), tuple(paired.fcs))
+                     float(np.clip(rho_norms, 0.0, 1.0)), tuple(paired.lrs),
+                     tuple(paired.fcs), tuple(paired.norms),
+                     (unstable & ~collapsed).sum(axis=2) / stable_runs)
 
 
 def _cross_cell_correlation(values: np.ndarray) -> float:
@@ -154,142 +194,344 @@ def _cross_cell_correlation(values: np.ndarray) -> float:
 
 
 class Simulator:
-    """Draws result tables from a truth; ``table(rng)`` is one simulated study."""
+    """Draws simulated studies from a truth: ``arrays(rng)`` as arrays, ``table(rng)`` as a
+    metrics table. The same generator state draws the same noise whatever the truth's means,
+    so two truths that differ only in their means can be compared on common random numbers."""
 
     def __init__(self, truth: Truth) -> None:
         self.truth = truth
         t = truth
-        shape = (len(t.lrs), len(t.fcs), t.replicates, len(NORMS))
-        index = pd.MultiIndex.from_product([t.lrs, t.fcs, range(t.replicates), NORMS],
+        self.shape = (len(t.lrs), len(t.fcs), t.replicates, len(t.norms))
+        index = pd.MultiIndex.from_product([t.lrs, t.fcs, range(t.replicates), t.norms],
                                            names=["lr", "fc_units", "seed", "norm"])
-        self.shape = shape
         self.frame = index.to_frame(index=False).assign(
-            dropout=0.0, split_seed=lambda f: f["seed"], n_val=480, num_classes=3,
-            diverged=False, epochs=5)
+            dropout=0.0, split_seed=lambda f: f["seed"], n_val=480, num_classes=3, epochs=5)
 
     def arrays(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """One study's metrics, each of shape (lr, fc, replicate, norm)."""
+        from scipy.special import ndtri
+
         t, shape = self.truth, self.shape
         a, b = math.sqrt(t.rho), math.sqrt(1 - t.rho)
         c, d = math.sqrt(t.rho_norms), math.sqrt(1 - t.rho_norms)
 
         def correlated() -> np.ndarray:
             both = rng.standard_normal((1, 1, t.replicates, 1))
-            shared = c * both + d * rng.standard_normal((1, 1, t.replicates, len(NORMS)))
+            shared = c * both + d * rng.standard_normal((1, 1, t.replicates, len(t.norms)))
             return a * shared + b * rng.standard_normal(shape)
 
         def cell(x: np.ndarray) -> np.ndarray:
             return x[:, :, None, :]
 
-        from scipy.stats import norm
-
-        unstable = correlated() < norm.ppf(cell(t.unstable))
+        with np.errstate(divide="ignore"):
+            collapsed = correlated() < ndtri(cell(t.unstable))
+            loss_up = correlated() < ndtri(cell(t.loss_up if t.loss_up is not None
+                                                else np.zeros_like(t.acc)))
         acc = cell(t.acc) + cell(t.acc_sd) * correlated()
-        acc = np.where(unstable, CHANCE + 0.01 * rng.standard_normal(shape), acc)
+        acc = np.where(collapsed, CHANCE + 0.01 * rng.standard_normal(shape), acc)
         log_beta = cell(t.log_beta) + cell(t.log_beta_sd) * correlated()
         return {"final_val_acc": acc, "test_acc": acc, "final_train_acc": acc,
-                "unstable": unstable, "collapsed": unstable, "beta_smoothness": np.exp(log_beta)}
+                "unstable": collapsed | loss_up, "collapsed": collapsed,
+                "loss_up": loss_up & ~collapsed, "diverged": np.zeros(shape, dtype=bool),
+                "beta_smoothness": np.exp(log_beta)}
+
+    def paired(self, rng: np.random.Generator) -> Paired:
+        """One study as ``hypotheses.Paired`` arrays, without building a table."""
+        arrays = {k: v[:, :, None] for k, v in self.arrays(rng).items()}  # a dropout axis
+        return Paired.of_arrays(arrays, list(self.truth.lrs), list(self.truth.fcs),
+                                list(self.truth.norms))
 
     def table(self, rng: np.random.Generator) -> pd.DataFrame:
         arrays = self.arrays(rng)
         return self.frame.assign(**{k: v.reshape(-1) for k, v in arrays.items()})
 
 
-def true_values(truth: Truth) -> dict[str, float]:
-    """The value each contrast of ``hypotheses.evaluate`` estimates, under ``truth``, keyed
-    like ``contrasts``. Unstable runs sit at chance, so a cell's expected accuracy mixes the
-    two; H5 leaves unstable pairs out (weighting cells by how often a pair stays in)."""
-    from normcheck import hypotheses as h
+# -- what a truth's contrasts are --------------------------------------------------------------
 
-    p = truth.unstable
-    acc = ((1 - p) * truth.acc + p * CHANCE)[:, :, None, None, :]  # (lr, fc, dropout, rep, norm)
-    unstable = p[:, :, None, None, :]
-    lrs, fcs = list(truth.lrs), list(truth.fcs)
-    high, low = lrs.index(0.01), len(lrs) - 1
-    slope = h._lr_slope(acc[None], lrs)[0]
-    interaction = h._interaction(acc[None], lrs, fcs)[0]
-    valid = (1 - p[..., 0]) * (1 - p[..., 1])  # H5 averages over pairs with no unstable run
-    beta_diff = truth.log_beta[..., 0] - truth.log_beta[..., 1]
-    return {
-        "H1": float(np.mean(acc[..., 1] - acc[..., 0])),
-        "H2.1": float(np.mean(unstable[high, ..., 0] - unstable[high, ..., 1])),
-        "H2.2": float(np.mean(acc[low, ..., 0] - acc[high, ..., 0])),
-        "H3": float(slope[1] - slope[0]),
-        "H4.1": float(interaction[0]), "H4.2": float(interaction[1]),
-        "H5": float(np.sum(valid * beta_diff) / np.sum(valid)),
-    }
+@dataclass(frozen=True)
+class TrueValues:
+    """Each contrast's value under a truth, keyed like ``contrasts``, and a tolerance within
+    which a truth counts as at its boundary (the Monte Carlo error of computing it, and more)."""
+
+    values: dict[str, float]
+    tolerance: dict[str, float]
+
+    def __getitem__(self, key: str) -> float:
+        return self.values[key]
 
 
-def contrasts(verdicts: list) -> dict[str, object]:
-    """Every verdict's estimates, keyed ``H1``, ``H2.1``, ``H2.2``, ... like ``true_values``."""
-    out = {}
-    for v in verdicts:
-        for k, part in enumerate(v.parts):
-            out[v.name if len(v.parts) == 1 else f"{v.name}.{k + 1}"] = part.estimate
-    return out
+CENTERS = {"median": np.nanmedian, "mean": np.nanmean}
 
 
+def _arm_values(c: h.Contrasts, margin4: float, center: str) -> dict[str, float]:
+    """One arm's contrasts from many simulated replicates: their medians (``center``
+    "mean": means, for comparing a method for means), H2.1 as the share of replicates where
+    no-norm had more unstable runs among those where the arms differ, H4 as the reduction of
+    the interaction's size."""
+    more = c["H2.1"]
+    differ = np.count_nonzero(more)
+    median = {k: float(CENTERS[center](c[k])) for k in ("H1", "H2.2", "H3", "H4.1", "H4.2",
+                                                         "H5")}
+    return {"H1": median["H1"], "H2.1": (more > 0).sum() / differ if differ else 0.5,
+            "H2.2": median["H2.2"], "H3": median["H3"],
+            "H4": abs(median["H4.1"]) - abs(median["H4.2"]) - margin4,
+            "H4.1": median["H4.1"], "H4.2": median["H4.2"], "H5": median["H5"]}
 
-def false_verdict(name: str, verdict: str, truth: dict[str, float], spec: dict) -> bool:
-    """Whether ``verdict`` claims something the truth contradicts (inconclusive never does)."""
+
+def _contrast_values(truth: Truth, replicates: int, seed: int, spec: dict, center: str
+                     ) -> dict[str, dict[str, float]]:
+    """verdict name suffix -> its contrasts, from ``replicates`` simulated replicates."""
+    paired = Simulator(truth.with_replicates(replicates)).paired(np.random.default_rng(seed))
+    arms = list(truth.norms[1:])
+    return {h.verdict_name("", arm, arms): _arm_values(h.contrasts(paired, spec, arm),
+                                                       spec["H4"]["margin"], center)
+            for arm in arms}
+
+
+@lru_cache(maxsize=64)
+def _true_values_cached(key: tuple, truth: Truth, replicates: int, center: str) -> TrueValues:
+    spec = declared()
+    batches = [_contrast_values(truth, replicates // 20, 10_000 + i, spec, center)
+               for i in range(20)]
+    whole = _contrast_values(truth, replicates, 2026, spec, center)
+    values, tolerance = {}, {}
+    for arm, contrasts in whole.items():
+        for name, value in contrasts.items():
+            key_ = f"{name}{arm}"
+            # the whole run's Monte Carlo standard error, from 20 batches of a twentieth each
+            se = np.std([b[arm][name] for b in batches], ddof=1) / math.sqrt(20)
+            values[key_] = float(value)
+            tolerance[key_] = float(max(4 * se, 1e-6))  # 4 standard errors, and at least 1e-6
+    return TrueValues(values, tolerance)
+
+
+def true_values(truth: Truth, replicates: int = TRUE_REPLICATES,
+                center: str = "median") -> TrueValues:
+    """What each contrast of ``hypotheses.evaluate`` estimates under ``truth``, keyed ``H1``,
+    ``H2.1``, ``H2.2``, ``H3``, ``H4`` (the reduction of the interaction's size minus H4's
+    margin), ``H4.1``, ``H4.2``, ``H5`` (with ``-layernorm`` etc. when the truth has several
+    arms), computed on ``replicates`` simulated replicates with fixed random numbers.
+    ``center="mean"`` gives the contrasts' means instead of their medians."""
+    return _true_values_cached(truth.key(), truth, replicates, center)
+
+
+# -- truths at the boundary ---------------------------------------------------------------------
+
+def _pattern(truth: Truth, kind: str) -> np.ndarray:
+    """(lr, fc) patterns that move one contrast by exactly 1 and leave the others: a uniform
+    shift (mean), the lr slope, and the lr x fc_units interaction over the grid's span."""
+    x = np.log10(np.array(truth.lrs))
+    u = np.log2(np.array(truth.fcs))
+    cx, cu = x - x.mean(), u - u.mean()
+    if kind == "mean":
+        return np.ones((len(x), len(u)))
+    if kind == "slope":
+        return np.repeat(cx[:, None], len(u), axis=1)  # least-squares slope of cx is 1
+    span = np.outer(h._span_weights(list(truth.lrs), math.log10),
+                    h._span_weights(list(truth.fcs), math.log2))
+    shape = np.outer(cx, cu)
+    return shape / np.sum(span * shape)
+
+
+def boundary_truth(base: Truth, collapse: float = 0.1, name: str | None = None,
+                   replicates: int = 40_000, sweeps: int = 40, center: str = "median"
+                   ) -> Truth:
+    """``base`` moved until every hypothesis of every arm is exactly at its boundary, the
+    least favourable truth for the family: each arm worse than no-norm by H1's margin, equal
+    lr slopes (H3), no-norm's accuracy at lr=0.01 equal to its accuracy at the lowest lr
+    (H2's accuracy part) although its runs there collapse to chance with probability
+    ``collapse`` (its stable runs there are better, to make up for it), an interaction twice
+    H4's margin without normalization and H4's margin with each arm (so the reduction is the
+    margin), equal log beta-smoothness (H5). The noise, correlations, instability elsewhere
+    and per-cell log beta of ``base`` stay. Medians (``center="mean"``: means) are matched on
+    ``replicates`` simulated replicates with common random numbers. They depend on ``rho``
+    (how collapses cluster in replicates): build a boundary truth at the ``rho`` it is
+    simulated at."""
+    spec = declared()
+    m1, m4, high = spec["H1"]["margin"], spec["H4"]["margin"], base.lrs.index(spec["H2"]["high_lr"])
+    unstable = base.unstable.copy()
+    unstable[high, :, 0] = collapse
+    acc, log_beta = base.acc.copy(), base.log_beta.copy()
+    arms = list(base.norms[1:])
+    truth = replace(base, name=name or f"every hypothesis at its boundary"
+                    f"{' (means)' if center == 'mean' else ''} ({base.name}, "
+                    f"collapse {collapse:g} at lr={spec['H2']['high_lr']:g})",
+                    unstable=unstable)
+    low = len(base.lrs) - 1
+    patterns = {kind: _pattern(base, kind) for kind in ("mean", "slope", "interaction")}
+    for _ in range(sweeps):
+        moved = 0.0
+        steps = [("H2.2", 0, None, "low", 0.0), ("H4.1", 0, None, "interaction", -2 * m4)]
+        for k, arm in enumerate(arms, start=1):
+            steps += [("H1", k, arm, "mean", -m1), ("H3", k, arm, "slope", 0.0),
+                      ("H4.2", k, arm, "interaction", -m4), ("H5", k, arm, "beta", 0.0)]
+        for contrast, k, arm, kind, target in steps:
+            truth = replace(truth, acc=acc, log_beta=log_beta)
+            paired = Simulator(truth.with_replicates(replicates)).paired(
+                np.random.default_rng(7))
+            c = h.contrasts(paired, spec, arm or arms[0])
+            error = float(CENTERS[center](c[contrast])) - target
+            moved = max(moved, abs(error))
+            if kind == "low":
+                acc[low, :, 0] -= error
+            elif kind == "beta":
+                log_beta[:, :, k] += error
+            else:
+                acc[:, :, k] -= error * patterns[kind]
+        if moved < 1e-5:
+            break
+    return replace(truth, acc=acc, log_beta=log_beta)
+
+
+def norms_truth(base: Truth, names: tuple[str, ...] = ("none", "batchnorm", "layernorm",
+                                                        "groupnorm")) -> Truth:
+    """``base`` (none and one arm) widened to several arms for the norms grid's family: each
+    new arm a copy of ``base``'s arm, its noise uneven (layernorm's sd as no-norm's, groupnorm's
+    1.5 times the arm's), so that ``boundary_truth`` of it puts fifteen hypotheses at their
+    boundaries."""
+    def widen(a: np.ndarray, scales: list[float] | None = None) -> np.ndarray:
+        out = [a[..., 0]] + [a[..., 1] * (scales[i] if scales else 1.0)
+                             for i in range(len(names) - 1)]
+        return np.stack(out, axis=-1)
+
+    sd = widen(base.acc_sd, [1.0, 1.0, 1.5])
+    sd[..., 2] = base.acc_sd[..., 0]
+    loss_up = base.loss_up if base.loss_up is not None else np.zeros_like(base.acc)
+    return replace(base, name=f"{base.name}, {len(names) - 1} arms", acc=widen(base.acc),
+                   acc_sd=sd, unstable=widen(base.unstable), log_beta=widen(base.log_beta),
+                   log_beta_sd=widen(base.log_beta_sd), norms=names, loss_up=widen(loss_up))
+
+
+# -- verdicts against the truth ----------------------------------------------------------------
+
+def _split(name: str) -> tuple[str, str]:
+    """``H1-layernorm`` -> (``H1``, ``-layernorm``); ``H1`` -> (``H1``, "")."""
+    base, _, arm = name.partition("-")
+    return base, f"-{arm}" if arm else ""
+
+
+def claim_is_false(name: str, claim: str, truth: TrueValues, spec: dict) -> bool:
+    """Whether ``claim`` (holds, superior, refuted) of verdict ``name`` is false under the
+    truth. A truth within its tolerance of a boundary counts as at the boundary, where the
+    claims on both sides are false."""
+    base, arm = _split(name)
+
+    def beyond(key: str, boundary: float = 0.0) -> int:  # +1 above, -1 below, 0 at
+        value, tol = truth[key + arm] - boundary, truth.tolerance[key + arm]
+        return 1 if value > tol else -1 if value < -tol else 0
+
+    if base == "H1":
+        m = spec["H1"]["margin"]
+        side = {HOLDS: beyond("H1", -m) > 0, SUPERIOR: beyond("H1") > 0,
+                REFUTED: beyond("H1", -m) < 0}
+        return not side[claim]
+    if base == "H2":
+        parts = [beyond("H2.1", 0.5), beyond("H2.2")]
+        return not (all(p > 0 for p in parts) if claim == HOLDS else any(p < 0 for p in parts))
+    side = beyond(base)  # H3, H5; H4: its reduction minus the margin
+    return not (side > 0 if claim == HOLDS else side < 0)
+
+
+OUTCOME_CLAIM = {"holds": HOLDS, "non-inferior": HOLDS, "superior": SUPERIOR, "refuted": REFUTED}
+
+
+def false_verdict(name: str, verdict: str, truth: TrueValues, spec: dict) -> bool:
+    """Whether ``verdict`` claims something the truth contradicts (inconclusive never does; a
+    superior H1 claims non-inferiority too)."""
     if verdict == "inconclusive":
         return False
-    if name == "H1":
-        m, d = spec["H1"]["margin"], truth["H1"]
-        return not {"superior": d > 0, "non-inferior": d > -m, "refuted": d < -m}[verdict]
-    if name == "H2":
-        parts = (truth["H2.1"], truth["H2.2"])
-        holds, refuted = all(v > 0 for v in parts), any(v < 0 for v in parts)
-    elif name == "H4":
-        m, none, bn = spec["H4"]["margin"], abs(truth["H4.1"]), abs(truth["H4.2"])
-        holds, refuted = none > m and bn < m, none < m or bn > m
-    else:
-        holds, refuted = truth[name] > 0, truth[name] < 0
-    return not (holds if verdict == "holds" else refuted)
+    if verdict == "superior" and claim_is_false(name, HOLDS, truth, spec):
+        return True
+    return claim_is_false(name, OUTCOME_CLAIM[verdict], truth, spec)
+
+
+def contrast_truth(verdict, truth: TrueValues) -> list[float]:
+    """The true value of each part of ``verdict``, in its parts' order."""
+    base, arm = _split(verdict.name)
+    m4 = declared()["H4"]["margin"]
+    keys = {"H1": ["H1"], "H2": ["H2.1", "H2.2"], "H3": ["H3"], "H4": ["H4"], "H5": ["H5"]}
+    out = [truth[k + arm] for k in keys[base]]
+    return [out[0] + m4] if base == "H4" else out
+
+
+def rate(k: int, n: int) -> tuple[float, float, float]:
+    """A simulated rate with its Clopper-Pearson 95% interval."""
+    p = Proportion(k, n, 0.95)
+    return (k / n if n else math.nan), p.low, p.high
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """How the verdicts behaved on ``sims`` tables simulated from one truth."""
+    """How the verdicts behaved on ``sims`` studies simulated from one truth. Counts are of
+    studies; ``rate`` turns one into a share with its Clopper-Pearson interval."""
 
     truth: Truth
     sims: int
-    rates: dict[str, dict[str, float]]  # hypothesis -> verdict -> share of tables
-    false: dict[str, float]  # hypothesis -> share of tables with a false verdict
-    family_false: float  # share of tables with any false verdict
-    coverage: dict[str, float]  # contrast -> share of 95% intervals covering its true value
-    bias: dict[str, tuple[float, float]]  # contrast -> mean error of its estimate, and that
-    # mean's standard error: a statistic whose expectation moves with noise shows up here
-    all_decided: float = 0.0  # share of tables where no verdict was inconclusive
+    outcomes: dict[str, dict[str, int]]  # verdict -> outcome -> studies
+    false: dict[str, int]  # verdict -> studies where it was false
+    family_false: int  # studies with any false verdict
+    covered: dict[str, int]  # contrast -> studies whose 95% interval covered its true value
+    p_values: dict[str, list[float]]  # claim whose null holds under the truth -> its p-values
+    all_decided: int = 0  # studies where no verdict was inconclusive
+    errors: dict[str, list[float]] = field(default_factory=dict)  # contrast -> estimate - truth
+
+    @property
+    def rates(self) -> dict[str, dict[str, float]]:
+        return {v: {o: n / self.sims for o, n in outcomes.items()}
+                for v, outcomes in self.outcomes.items()}
+
+    @property
+    def family_rate(self) -> tuple[float, float, float]:
+        return rate(self.family_false, self.sims)
+
+    @property
+    def coverage(self) -> dict[str, float]:
+        return {k: n / self.sims for k, n in self.covered.items()}
+
+    def validity(self, q: float) -> dict[str, tuple[int, int]]:
+        """Per claim false under the truth: how many of its p-values were at most ``q``, of
+        how many."""
+        return {k: (int(np.sum(np.array(p) <= q)), len(p)) for k, p in self.p_values.items()}
 
 
-def calibrate(truth: Truth, sims: int, seed: int = 0, spec: dict | None = None) -> Calibration:
-    """Evaluate ``sims`` simulated studies and count verdicts, false verdicts and coverage."""
+def calibrate(truth: Truth, sims: int, seed: int = 0, spec: dict | None = None,
+              center: str = "median") -> Calibration:
+    """Judge ``sims`` simulated studies as the suite does and count verdicts, false verdicts,
+    95% coverage and the p-values of claims that are false under the truth (``center``:
+    which truth, see ``true_values``)."""
     spec = spec or declared()
-    simulator, values = Simulator(truth), true_values(truth)
-    rates: dict[str, dict[str, float]] = {}
-    false = dict.fromkeys(spec["family"]["members"], 0.0)
-    covered: dict[str, float] = {}
+    simulator, values = Simulator(truth), true_values(truth, center=center)
+    alpha = spec["family"]["alpha"]
+    outcomes: dict[str, dict[str, int]] = {}
+    false: dict[str, int] = {}
+    covered: dict[str, int] = {}
     errors: dict[str, list[float]] = {}
-    family_false = all_decided = 0.0
+    p_values: dict[str, list[float]] = {}
+    family_false = all_decided = 0
     for i in range(sims):
-        verdicts = evaluate(simulator.table(np.random.default_rng([seed, i])), spec)
-        all_decided += all(v.outcome != "inconclusive" for v in verdicts) / sims
+        family = h.gather_paired(simulator.paired(np.random.default_rng([seed, i])), spec)
+        verdicts = family.verdicts(family.p, alpha, alpha, spec)
+        for key, p in family.p.items():
+            name, claim = key.rsplit(":", 1)
+            if claim_is_false(name, claim, values, spec):
+                p_values.setdefault(key, []).append(p)
+        all_decided += all(v.outcome != "inconclusive" for v in verdicts)
         any_false = False
         for v in verdicts:
-            rates.setdefault(v.name, {})
-            rates[v.name][v.outcome] = rates[v.name].get(v.outcome, 0) + 1 / sims
+            counts = outcomes.setdefault(v.name, {})
+            counts[v.outcome] = counts.get(v.outcome, 0) + 1
             wrong = false_verdict(v.name, v.outcome, values, spec)
-            false[v.name] += wrong / sims
+            false[v.name] = false.get(v.name, 0) + wrong
             any_false |= wrong
-        family_false += any_false / sims
-        for key, estimate in contrasts(verdicts).items():
-            e = estimate.at(0.95)
-            covered[key] = covered.get(key, 0) + (e.low <= values[key] <= e.high) / sims
-            errors.setdefault(key, []).append(e.value - values[key])
-    bias = {k: (float(np.mean(v)), float(np.std(v, ddof=1) / math.sqrt(len(v))))
-            for k, v in errors.items()}
-    return Calibration(truth, sims, rates, false, family_false, covered, bias, all_decided)
+            for k, (part, true) in enumerate(zip(v.parts, contrast_truth(v, values),
+                                                 strict=True)):
+                key = v.name if len(v.parts) == 1 else f"{v.name}.{k + 1}"
+                e = part.estimate.at(0.95)
+                covered[key] = covered.get(key, 0) + (e.low <= true <= e.high)
+                errors.setdefault(key, []).append(e.value - true)
+        family_false += any_false
+    return Calibration(truth, sims, outcomes, false, family_false, covered, p_values,
+                       all_decided, errors)
 
 
 @dataclass(frozen=True)
@@ -299,12 +541,21 @@ class SequentialCalibration:
     truth: Truth
     design: object  # sequential.Design
     sims: int
-    decided: dict[str, float]  # hypothesis -> share of studies where it was decided
-    false: dict[str, float]  # hypothesis -> share with a false decision
-    family_false: float  # share of studies with any false decision
-    mean_replicates: float  # replicates run before the study stopped, on average
-    all_decided: float  # share of studies that decided every hypothesis within the budget
-    replicates: dict[str, float]  # hypothesis -> mean replicates until decided (or the budget)
+    decided: dict[str, int]  # verdict -> studies where it was decided
+    false: dict[str, int]  # verdict -> studies with a false decision
+    family_false: int  # studies with any false decision
+    replicates: list[int]  # replicates each study ran before it stopped
+    all_decided: int  # studies that decided every hypothesis within the budget
+    to_decide: dict[str, float]  # verdict -> mean replicates until decided (or the stop)
+    futile: int = 0  # studies stopped early because every hypothesis left was futile
+
+    @property
+    def family_rate(self) -> tuple[float, float, float]:
+        return rate(self.family_false, self.sims)
+
+    @property
+    def mean_replicates(self) -> float:
+        return float(np.mean(self.replicates))
 
 
 def calibrate_sequential(truth: Truth, design, sims: int, seed: int = 0,
@@ -316,23 +567,25 @@ def calibrate_sequential(truth: Truth, design, sims: int, seed: int = 0,
     spec = spec or declared()
     simulator = Simulator(truth.with_replicates(design.max_seeds))
     values = true_values(truth)
-    decided: dict[str, float] = {}
-    false: dict[str, float] = {}
+    decided: dict[str, int] = {}
+    false: dict[str, int] = {}
     to_decide: dict[str, float] = {}
-    family_false = replicates = all_decided = 0.0
+    family_false = all_decided = futile = 0
+    replicates = []
     for i in range(sims):
-        run = sequential.run(simulator.table(np.random.default_rng([seed, i])), design, spec)
+        run = sequential.run(simulator.paired(np.random.default_rng([seed, i])), design, spec)
         any_false = False
         for v in run.verdicts():
             is_decided = v.outcome != "inconclusive"
             wrong = false_verdict(v.name, v.outcome, values, spec)
-            decided[v.name] = decided.get(v.name, 0) + is_decided / sims
-            at = run.decided[v.name][1] if is_decided else run.looks[-1].replicates
+            decided[v.name] = decided.get(v.name, 0) + is_decided
+            at = run.decided_at(v.name) or run.looks[-1].replicates
             to_decide[v.name] = to_decide.get(v.name, 0) + at / sims
-            false[v.name] = false.get(v.name, 0) + wrong / sims
+            false[v.name] = false.get(v.name, 0) + wrong
             any_false |= wrong
-        family_false += any_false / sims
-        replicates += run.looks[-1].replicates / sims
-        all_decided += (len(run.decided) == len(run.names)) / sims
-    return SequentialCalibration(truth, design, sims, decided, false, family_false, replicates,
-                                 all_decided, to_decide)
+        family_false += any_false
+        replicates.append(run.looks[-1].replicates)
+        all_decided += run.all_decided
+        futile += run.stopped_for_futility
+    return SequentialCalibration(truth, design, sims, decided, false, family_false,
+                                 replicates, all_decided, to_decide, futile)

@@ -205,6 +205,23 @@ class Tracker:
             # MLflow 3 needs an explicit format (or an input example) for PyTorch models.
             mlflow.pytorch.log_model(model.cpu(), name="model", serialization_format="pickle")
 
+    def record(self, key: str) -> dict | None:
+        """A JSON record kept as an experiment tag (a study's design and looks); None if the
+        experiment has none under ``key``."""
+        import json
+
+        with self.locked():
+            value = self.client.get_experiment(self.experiment_id).tags.get(key)
+        return None if value is None else json.loads(value)
+
+    def keep_record(self, key: str, record: dict) -> None:
+        """Write ``record`` as the experiment tag ``key`` (replacing what was there)."""
+        import json
+
+        with self.locked():
+            self.client.set_experiment_tag(self.experiment_id, key,
+                                           json.dumps(record, separators=(",", ":")))
+
     def runs(self) -> list[Any]:
         """Every run of the experiment (for tests and reports)."""
         with self.locked():

@@ -59,8 +59,8 @@ GRIDS = {
     (("--engine", "ray", "--ray-address", "127.0.0.1:9"), "a cluster's nodes cannot write this "
                                                           "machine's SQLite file"),
     (("--seeds", "many"), "argument --seeds: 'many' is not an integer >= 1"),
-    (("--seeds", "auto", "--max-seeds", "2"), "--seeds auto: a design needs 1 <= first (5) <= "
-                                             "max_seeds (2)"),
+    (("--seeds", "auto", "--max-seeds", "2"), "--seeds auto: a design needs 1 <= first (10) <= "
+                                             "max_seeds (2) and round >= 1 (5); pass --first"),
     (("--cpus-per-run", "0"), "argument --cpus-per-run: '0' is not a number > 0"),
     (("--gpus-per-run", "-1"), "argument --gpus-per-run: '-1' is not a number >= 0"),
     (("--claims-db", "mysql://u:pw@h/db"), "--claims-db mysql://u:***@h/db: not a "

@@ -249,7 +249,7 @@ def test_rounds_of_replicates_on_the_cluster(on_cluster, ray_cluster) -> None:
     """``--seeds auto`` with Ray: each round is submitted whole once the look before it says it
     is needed, and the study stops where the local engine's would."""
     result = on_cluster(*ray_args(on_cluster, ray_cluster, "test_grid.py", "--seeds", "auto",
-                                  "--round", "3", "--max-seeds", "6"))
+                                  "--first", "3", "--round", "3", "--max-seeds", "6"))
     out = result.stdout.str()
     stopped = int(re.search(r"stopped after (\d+) replicates", out).group(1))
     assert f"runs: reused 0, trained {8 * stopped}" in out

@@ -10,7 +10,7 @@ from normcheck.grid import GridError, load_grid, profile_names
 def test_profiles() -> None:
     assert set(profile_names()) >= {"full", "quick", "dropout"}
     full = load_grid("full")
-    assert len(full.configs()) == 18 * 5 and full.seeds == 5
+    assert len(full.configs()) == 18 * 10 and full.seeds == 10
     assert (full.lr, full.fc_units, full.norm, full.dropout) == (
         (0.01, 0.003, 0.001), (32, 64, 128), ("none", "batchnorm"), (0.0,))
     first = full.configs()[0]
@@ -19,7 +19,7 @@ def test_profiles() -> None:
     assert full.data.protocol == "seed" and full.data.classes == ("cat", "dog", "horse")
     # replicate i draws its own split; replicate 0's is the original study's
     assert full.resample_split and {(c.seed, c.split_seed) for c in full.configs()} == {
-        (42 + i, 42 + i) for i in range(5)}
+        (42 + i, 42 + i) for i in range(10)}
     quick = load_grid("quick")
     assert [c.cell_id for c in quick.configs()[::quick.seeds]] == [
         "lr=0.01-fc=32-norm=none", "lr=0.01-fc=32-norm=batchnorm",
@@ -32,7 +32,7 @@ def test_profiles() -> None:
 
 def test_the_dropout_profile_adds_the_originals_planned_axis() -> None:
     grid = load_grid("dropout")
-    assert grid.dropout == (0.0, 0.2) and len(grid.configs()) == 36 * 5
+    assert grid.dropout == (0.0, 0.2) and len(grid.configs()) == 36 * 10
     ids = {c.cell_id for c in grid.configs()}
     assert "lr=0.01-fc=32-norm=none" in ids and "lr=0.01-fc=32-norm=none-dropout=0.2" in ids
     assert {c.dropout for c in grid.configs()} == {0.0, 0.2}
@@ -74,7 +74,7 @@ def test_toml_file_without_extends_overrides_full(tmp_path: Path) -> None:
     path = tmp_path / "mine.toml"
     path.write_text("[train]\nepochs = 1\n")
     grid = load_grid(str(path))
-    assert len(grid.configs()) == 90 and grid.configs()[0].epochs == 1
+    assert len(grid.configs()) == 180 and grid.configs()[0].epochs == 1
 
 
 def test_toml_file_may_extend_a_sibling_file(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """The pytest plugin, run the way users run it: in a subprocess, under xdist, on a tiny grid."""
 
+import re
 import tomllib
 
 import pandas as pd
@@ -28,11 +29,12 @@ def test_xdist_trains_each_configuration_once(suite, pytester: pytest.Pytester,
         assert (pytester.path / "out" / name).stat().st_size > 0
     text = result.stdout.str()
     assert text.count("= normcheck =") == 1  # one summary, from the controller
-    assert "hypothesis  verdict       estimate  interval  level  holds if  Holm p  contrast" in text
-    for name in ("H1", "H2", "H3", "H4", "H5"):  # 1 replicate < 3: inconclusive
+    assert re.search(r"hypothesis +verdict +estimate +interval +level +holds if +adjusted p +"
+                     r"contrast", text)
+    for name in ("H1", "H2", "H3", "H4", "H5"):  # 1 replicate: a sign test cannot decide
         assert f"{name}          inconclusive" in text
         assert f"{name} INCONCLUSIVE: " in text  # the failure message, with its reason
-    assert "needs at least 3 replicates" in text
+    assert "deciding needs at least 8 replicates" in text
     assert "view it with: mlflow ui --backend-store-uri" in text
 
 

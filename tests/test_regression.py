@@ -3,11 +3,12 @@
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from normcheck import regression
 from normcheck.hypotheses import Part, Verdict
-from normcheck.stats import Estimate
+from normcheck.stats import Median
 
 
 def verdict(v: str, name: str = "H2") -> Verdict:
@@ -48,7 +49,8 @@ def test_recorded_verdicts_file(tmp_path: Path) -> None:
 
 
 def with_numbers(name: str, outcome: str, value: float) -> Verdict:
-    part = Part("mean paired difference", Estimate(value, 0.01, 4, 0.99), "> 0")
+    values = value + 0.01 * (np.arange(12) - 5.5) / 5.5  # median value, 12 replicates
+    part = Part("median paired difference", Median.of(values, 0.99), "> 0")
     return Verdict(name, "s", outcome, (part,), 0.01, "numbers")
 
 
@@ -59,7 +61,7 @@ def test_record_verdicts_writes_then_replaces_its_own_record_only(tmp_path: Path
     assert done.startswith("added the record of grid 'mine.toml' on data abc")
     text = path.read_text()
     assert text.startswith("# Verdicts the study has produced")
-    assert 'H1 = "superior" # mean paired difference: +0.050 [+0.004, +0.096] (99.00%)' in text
+    assert 'H1 = "superior" # median paired difference: +0.050 [+0.042, +0.058] (99.00%)' in text
     regression.record_verdicts(path, "quick", "abc", first, "by hand")  # another grid
     path.write_text(path.read_text().replace('grid = "quick"', '# kept\ngrid = "quick"'))
     done = regression.record_verdicts(path, "mine.toml", "abc",

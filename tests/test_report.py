@@ -54,10 +54,11 @@ def test_reports_are_written(tmp_path: Path) -> None:
     for v in verdicts:
         assert f"**{v.outcome}**" in markdown and f"(**{v.name} {v.outcome}**)" in answer
     assert "Caveats: one data set" in answer and "5 epochs" in answer
-    assert "| hypothesis | verdict | estimate | interval | level | holds if | Holm p | " \
+    assert "| hypothesis | verdict | estimate | interval | level | holds if | adjusted p | " \
            "contrast |" in markdown
-    assert "`hypotheses.toml` version 4 (registered 2026-11-28" in markdown
-    assert "Holm's step-down procedure" in markdown
+    assert "`hypotheses.toml` version 5 (registered 2026-12-01" in markdown
+    assert "What is controlled: the chance that any claim made" in markdown
+    assert "## Sensitivity" in markdown and "without replicate 0 (seed" in markdown
     assert "One run's validation accuracy is measured on 480 images" in markdown
     assert "original study's metric" in markdown
     assert "![instability](instability.png)" in markdown and "**data**: synthetic" in markdown

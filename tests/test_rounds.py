@@ -1,5 +1,6 @@
-"""``--seeds auto``: the suite runs replicates in rounds, skipping the rounds a decided study no
-longer needs, reports each hypothesis's path, and resumes from the store."""
+"""``--seeds auto``: the suite runs replicates in rounds, skipping the rounds a decided (or
+futile) study no longer needs, reports each hypothesis's path, resumes from the store, and
+refuses to resume or rebuild the study under another design."""
 
 import re
 import subprocess
@@ -7,11 +8,13 @@ import sys
 
 pytest_plugins = ["pytester"]
 
+DESIGN = ("--seeds", "auto", "--first", "3", "--round", "3", "--max-seeds", "6")
 
-def test_rounds_run_until_decided_then_resume_from_the_store(suite) -> None:
+
+def test_rounds_run_until_done_then_resume_from_the_store(suite) -> None:
     suite.with_empty_store()
-    args = ("test_grid.py", "test_hypotheses.py", "--seeds", "auto", "--round", "3",
-            "--max-seeds", "6", "-n", "2", "--inconclusive", "warn", "-rs")
+    args = ("test_grid.py", "test_hypotheses.py", *DESIGN, "-n", "2", "--inconclusive", "warn",
+            "-rs")
     first = suite(*args)
     out = first.stdout.str()
     rounds = re.search(r"rounds \(--seeds auto\): (.*); stopped after (\d+) replicates", out)
@@ -23,18 +26,42 @@ def test_rounds_run_until_decided_then_resume_from_the_store(suite) -> None:
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 8 * stopped + 5
     assert outcomes.get("skipped", 0) == 8 * (6 - stopped)
     if stopped == 3:
-        assert "not needed: every hypothesis was decided after 3 replicates" in out
+        assert re.search(r"not needed: every hypothesis (was decided|left was futile) after 3 "
+                         "replicates", out)
     assert f"runs: reused 0, trained {8 * stopped}" in out
     report = (suite.path / "out" / "report.md").read_text()
     assert "## Rounds of replicates" in report and "pocock spending function" in report
-    assert "up to 6 replicates in rounds" in report
+    assert "up to 6 replicates in rounds" in report and "replicates from seed 1000" in report
     again = suite(*args).stdout.str()
     assert f"runs: reused {8 * stopped}, trained 0" in again
-    assert rounds.group(0) in again  # the same looks, the same decisions
-    rebuilt = subprocess.run(
-        [sys.executable, "-m", "normcheck", "report", "--grid", "tiny.toml", "--seeds", "auto",
-         "--round", "3", "--max-seeds", "6", "--mlflow-uri", suite.uri, "--report-dir",
-         "rebuilt"], cwd=suite.path, capture_output=True, text=True)
+    assert rounds.group(0) in again  # the same looks, the same decisions, from the store
+    rebuilt = rebuild(suite, *DESIGN)
     assert rebuilt.returncode == 0, rebuilt.stderr
-    section = report.split("## Rounds of replicates")[1].split("## Setup")[0]
+    section = report.split("## Rounds of replicates")[1].split("## Sensitivity")[0]
     assert section in (suite.path / "rebuilt" / "report.md").read_text()
+
+
+def rebuild(suite, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "normcheck", "report", "--grid", "tiny.toml", *args,
+         "--mlflow-uri", suite.uri, "--report-dir", "rebuilt"], cwd=suite.path,
+        capture_output=True, text=True)
+
+
+def test_a_study_is_not_resumed_or_rebuilt_under_another_design(suite) -> None:
+    suite.with_empty_store()
+    started = suite("test_grid.py", *DESIGN, "-n", "2")
+    assert "rounds (--seeds auto)" in started.stdout.str(), started.stdout.str()
+    for changed in (("--max-seeds", "9"), ("--round", "2"), ("--first", "4")):
+        design = list(DESIGN)
+        design[design.index(changed[0]) + 1] = changed[1]
+        resumed = suite("test_grid.py", *design, "-n", "2")
+        err = resumed.stderr.str()
+        assert resumed.ret == 4 and "its looks were taken under design" in err, err
+        assert "register an amendment: a new version of normcheck/hypotheses.toml" in err
+        assert "runs: reused" not in resumed.stdout.str()  # refused before anything trains
+        refused = rebuild(suite, *design)
+        assert refused.returncode != 0 and "its looks were taken under design" in refused.stderr
+    fresh = suite("test_grid.py", "--seeds", "auto", "--first", "3", "--round", "3",
+                  "--max-seeds", "9", "--base-seed", "2000", "-n", "2")
+    assert "rounds (--seeds auto)" in fresh.stdout.str()  # fresh replicates: a new study

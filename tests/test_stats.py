@@ -1,126 +1,157 @@
-"""The replicate bootstrap's properties, checked by simulation under known truth.
+"""The exact tests over replicates (normcheck.stats), checked by simulation under known truths
+at the levels the verdicts are read at, with a binomial interval on every simulated rate.
 
-Each property is also checked against a deliberately broken variant of the code (resampling
-within cells, splitting pairs, the wrong quantile): the property must fail there, or the test
-would assert nothing.
+Each property is also checked against code broken on purpose (version 4's t interval, the cell
+instead of the replicate as the unit): the property must fail there, or the test would assert
+nothing.
 """
+
+import math
 
 import numpy as np
 import pytest
-from conftest import within_cells
+from conftest import TMean
 from scipy import stats as scipy_stats
 
-from normcheck import stats
-from normcheck.stats import Estimate, holm, holm_levels, replicate_bootstrap
+from normcheck.stats import Median, Proportion, Reduction, from_dict, holm, needs, sign_tail
 
-CELLS, REPLICATES, RHO, SIMS = 9, 5, 0.3, 1000
-JOINT = stats.resample_replicates  # the real one, kept before tests patch it
-
-
-def paired_study(rng: np.random.Generator, replicates: int = REPLICATES) -> np.ndarray:
-    """(cell, replicate, arm) accuracies with no true difference between arms.
-
-    Both arms of a pair share a large common term (same seed, same split); the arms also
-    differ by noise that is correlated across a replicate's cells with correlation RHO.
-    """
-    common = 0.05 * rng.standard_normal((CELLS, replicates, 1))
-    shared = rng.standard_normal((1, replicates, 2))
-    own = rng.standard_normal((CELLS, replicates, 2))
-    return 0.6 + common + 0.01 * (np.sqrt(RHO) * shared + np.sqrt(1 - RHO) * own)
+SIMS = 4000
+LEVELS = (0.025, 0.01, 0.005, 0.001)  # one-sided: the family's first levels and a late look's
 
 
-def mean_difference(d: np.ndarray) -> np.ndarray:
-    """(batch, cell, replicate, arm) -> (batch,): mean over cells and replicates of arm 1 - 0."""
-    return (d[..., 1] - d[..., 0]).mean(axis=(1, 2))
+def at_most(hits: int, n: int, q: float) -> bool:
+    """A simulated rate is consistent with being at most ``q``: its exact 99.9% lower
+    Clopper-Pearson bound is at most q."""
+    return Proportion(hits, n, 0.998).low <= q
 
 
-def coverage(sims: int = SIMS, replicates: int = REPLICATES) -> float:
-    """Share of 95% intervals of the mean difference that cover its true value, 0."""
-    rng = np.random.default_rng(2026)
-    hits = 0
-    for i in range(sims):
-        e = replicate_bootstrap(paired_study(rng, replicates), mean_difference, axis=1,
-                                n_resamples=500, seed=i)
-        hits += e.low <= 0 <= e.high
-    return hits / sims
+def collapse_mixture(rng: np.random.Generator, n: int, replicates: int) -> np.ndarray:
+    """(n, replicates) contrasts shaped like no-norm's accuracy drop at lr=0.01 under a least
+    favourable truth: most replicates see no collapse and sit a little below 0, a few see one
+    and jump far above; centred so that the MEDIAN is exactly 0 (its mean is above 0)."""
+    jump = rng.random((n, replicates)) < 0.15
+    values = 0.03 * rng.standard_normal((n, replicates)) + np.where(jump, 0.25, 0.0)
+    median = np.median(0.03 * rng.standard_normal(400_000) +
+                       np.where(rng.random(400_000) < 0.15, 0.25, 0.0))
+    return values - median
 
 
-def test_interval_covers_at_its_level_with_replicates_correlated_across_cells() -> None:
-    assert 0.93 <= coverage() <= 0.97
+@pytest.mark.parametrize("replicates", [5, 10, 40])
+def test_the_sign_test_is_exact_under_a_collapse_mixture(replicates: int) -> None:
+    """P(p <= q) <= q at every level used, in both directions, at the median's boundary."""
+    d = collapse_mixture(np.random.default_rng(replicates), SIMS, replicates)
+    estimates = [Median.of(row) for row in d]
+    for q in LEVELS:
+        for side in ("p_above", "p_below"):
+            hits = sum(getattr(e, side)(0.0) <= q for e in estimates)
+            assert at_most(hits, SIMS, q), (side, q, hits)
 
 
-def pairs_split(data: np.ndarray, axis: int, n_resamples: int, seed: int) -> np.ndarray:
-    """Broken on purpose: replicates drawn jointly over cells, but separately for each arm."""
-    arms = [JOINT(data[..., k], axis, n_resamples, seed + k)
-            for k in range(data.shape[-1])]
-    return np.stack(arms, axis=-1)
+def mean_mixture(rng: np.random.Generator, n: int, replicates: int) -> np.ndarray:
+    """The same mixture centred so that its MEAN is exactly 0: t's boundary."""
+    jump = rng.random((n, replicates)) < 0.15
+    return 0.03 * rng.standard_normal((n, replicates)) + np.where(jump, 0.25, 0.0) - 0.15 * 0.25
 
 
-@pytest.mark.parametrize("broken, why", [
-    (within_cells, "resampling within each cell ignores the replicate's correlation: too narrow"),
-    (pairs_split, "split pairs carry the common term into the difference: too wide"),
-])
-def test_a_wrong_resampling_unit_or_split_pairs_fail_the_coverage_check(
-        monkeypatch: pytest.MonkeyPatch, broken, why: str) -> None:
-    monkeypatch.setattr(stats, "resample_replicates", broken)
-    assert not 0.93 <= coverage() <= 0.97, why
+def test_version_4s_t_interval_fails_under_the_same_mixture() -> None:
+    """Broken on purpose: at the mean's boundary the t test's 'below' side is several times
+    too often significant (replicates that saw no collapse look like a clear deficit)."""
+    d = mean_mixture(np.random.default_rng(3), SIMS, 10)
+    hits = sum(TMean.of(row).p_below(0.0) <= 0.005 for row in d)
+    assert not at_most(hits, SIMS, 0.005), hits
 
 
-@pytest.mark.parametrize("quantile", [
-    lambda q, df: float(scipy_stats.norm.ppf(q)),  # normal instead of t: too narrow at R=5
-    lambda q, df: float(scipy_stats.t.ppf(q - 0.025, df)),  # a one-sided 95% quantile
-])
-def test_a_wrong_quantile_fails_the_coverage_check(monkeypatch: pytest.MonkeyPatch,
-                                                  quantile) -> None:
-    monkeypatch.setattr(stats, "_t_quantile", quantile)
-    assert coverage() < 0.93
+def test_a_median_interval_covers_at_least_its_level() -> None:
+    rng = np.random.default_rng(1)
+    for replicates in (10, 40):
+        d = collapse_mixture(rng, SIMS, replicates)
+        covered = sum(e.low <= 0 <= e.high for e in (Median.of(row) for row in d))
+        assert Proportion(covered, SIMS, 0.998).high >= 0.95, (replicates, covered)
+        k = Median.of(d[0])._count_needed(0.025)
+        exact = 1 - 2 * sign_tail(replicates, k)  # the discrete level actually reached
+        assert covered / SIMS == pytest.approx(exact, abs=0.015)
+
+
+def test_the_replicate_is_the_unit() -> None:
+    """Broken on purpose: a replicate's cells are correlated; treating each (cell, replicate)
+    as its own observation makes the interval far too narrow."""
+    rng = np.random.default_rng(2)
+    cells, replicates, rho = 9, 10, 0.6
+    shared = rng.standard_normal((SIMS, 1, replicates))
+    own = rng.standard_normal((SIMS, cells, replicates))
+    data = math.sqrt(rho) * shared + math.sqrt(1 - rho) * own  # median 0 in every cell
+    right = sum(e.low <= 0 <= e.high for e in (Median.of(x.mean(axis=0)) for x in data))
+    wrong = sum(e.low <= 0 <= e.high for e in (Median.of(x.ravel()) for x in data[:500]))
+    assert right / SIMS >= 0.95 and wrong / 500 < 0.85, (right, wrong)
 
 
 def test_pairs_stay_together() -> None:
-    """Arms that differ by the same amount in every pair: the interval has no width. If pairs
-    were split, the arms' large common term would make it wide."""
+    """Arms that differ by about 0.03 in every pair, under a large common term: the paired
+    interval is narrow; medians of the arms taken apart would carry the common term."""
     rng = np.random.default_rng(0)
-    base = rng.normal(0.6, 0.05, size=(CELLS, REPLICATES, 1))
-    data = np.concatenate([base, base + 0.03], axis=-1)
-    e = replicate_bootstrap(data, mean_difference, axis=1)
-    assert e.value == pytest.approx(0.03) and e.high - e.low == pytest.approx(0, abs=1e-12)
+    base = rng.normal(0.6, 0.05, size=20)
+    paired = Median.of(base + 0.03 + 0.001 * rng.standard_normal(20) - base)
+    assert paired.value == pytest.approx(0.03, abs=0.002)
+    assert paired.high - paired.low < 0.005
 
 
-def test_one_draw_of_replicates_serves_every_cell() -> None:
-    data = np.arange(2 * 3 * 4, dtype=float).reshape(2, 3, 4)  # (cell, replicate, arm)
-    drawn = stats.resample_replicates(data, axis=1, n_resamples=50, seed=1)
-    assert drawn.shape == (50, 2, 3, 4)
-    rows = (drawn - data[:, :1]) // 4  # the replicate index each (cell, slot, arm) came from
-    assert (rows == rows[:, :1, :, :1]).all()  # the same for every cell and every arm
-
-
-def test_a_mean_over_replicates_gets_the_textbook_t_interval() -> None:
-    """For a mean, the bootstrap standard error scaled by sqrt(R/(R-1)) is s/sqrt(R)."""
-    values = np.array([0.1, 0.4, 0.2, 0.5, 0.3])
-    e = replicate_bootstrap(values[:, None], lambda d: d.mean(axis=(1, 2)), axis=0,
-                            n_resamples=200_000)
-    t = scipy_stats.ttest_1samp(values, 0.0).confidence_interval(0.95)
-    assert e.low == pytest.approx(t.low, rel=0.01) and e.high == pytest.approx(t.high, rel=0.01)
+def test_identical_replicates_give_no_zero_width_interval_and_no_zero_p() -> None:
+    same = Median.of([1 / 3] * 10)
+    assert same.low == -math.inf and same.high == math.inf
+    assert same.p_above(0) == 1.0 and same.p_below(1) == 1.0
+    tied = Median.of([0.2] * 12 + [0.1, 0.3])  # every order statistic used is 0.2
+    assert tied.low < 0.2 < tied.high
+    assert Proportion(3, 3).low < Proportion(3, 3).high and Proportion(3, 3).p_above(0.5) > 0
+    assert Proportion(0, 0).p_above(0.5) == 1.0
 
 
 def test_p_values_are_where_the_interval_reaches_the_margin() -> None:
-    e, inner, wide = Estimate(0.05, 0.02, 4), Estimate(0.005, 0.004, 4), Estimate(0.0, 0.05, 4)
-    assert e.at(1 - e.p_above(0)).low == pytest.approx(0, abs=1e-9)
-    assert e.at(1 - e.p_below(0.1)).high == pytest.approx(0.1, abs=1e-9)
-    assert inner.at(1 - inner.p_within(0.02)).high == pytest.approx(0.02, abs=1e-9)
-    assert e.at(1 - e.p_outside(0.01)).low == pytest.approx(0.01, abs=1e-9)
-    for level in (0.9, 0.95, 0.99):
-        assert (e.at(level).low > 0) == (e.p_above(0) < 1 - level)
-        assert (-0.02 < inner.at(level).low and inner.at(level).high < 0.02) == \
-            (inner.p_within(0.02) < 1 - level)
-    assert wide.p_above(0) == wide.p_below(0) == 1.0
-    assert Estimate(0.0, 0.0, 4).p_above(0) == 1.0 and Estimate(0.1, 0.0, 4).p_above(0) == 0.0
+    e = Median.of(np.linspace(-0.01, 0.09, 15))
+    for margin in (-0.02, 0.0, 0.01):
+        p = e.p_above(margin)
+        assert e.at(1 - 2 * p).low > margin
+        assert not e.at(1 - 2 * p * 0.99).low > margin  # a stricter level: not made
+    assert e.p_above(0.2) == 1.0 and e.p_below(-0.2) == 1.0
+    assert e.p_above(-0.02) == sign_tail(15, 15) == 2 ** -15
+
+
+def test_a_sign_test_needs_its_replicates() -> None:
+    assert needs(0.005) == 8 and needs(1 / 1024) == 10
+    clear = Median.of(np.full(7, 0.05) + np.arange(7) * 1e-3)
+    assert clear.p_above(0) == 2 ** -7 > 0.005  # seven replicates cannot decide at 0.005
+
+
+def test_the_binomial_test_is_exact_and_its_interval_is_clopper_pearson() -> None:
+    p = Proportion(14, 14)
+    assert p.p_above(0.5) == pytest.approx(0.5 ** 14)
+    ci = scipy_stats.binomtest(9, 12).proportion_ci(0.95, method="exact")
+    assert Proportion(9, 12).low == pytest.approx(ci.low) and \
+        Proportion(9, 12).high == pytest.approx(ci.high)
+    assert Proportion(9, 12).p_below(0.5) == pytest.approx(scipy_stats.binom.cdf(9, 12, 0.5))
+
+
+def test_a_reduction_is_valid_at_its_boundary() -> None:
+    """|a| - |b| exactly at 0.02 (a's median 0.05, b's 0.03): claims either way are rare."""
+    rng = np.random.default_rng(5)
+    hits_above = hits_below = 0
+    for _ in range(2000):
+        a = Median.of(0.05 + 0.04 * rng.standard_normal(20))
+        b = Median.of(0.03 + 0.04 * rng.standard_normal(20))
+        r = Reduction(a, b)
+        hits_above += r.p_above(0.02) <= 0.01
+        hits_below += r.p_below(0.02) <= 0.01
+    assert at_most(hits_above, 2000, 0.01) and at_most(hits_below, 2000, 0.01)
+
+
+def test_estimates_round_trip_through_their_dicts() -> None:
+    m = Median.of([0.1, 0.2, float("nan"), 0.3])
+    r = Reduction(m, Median.of([0.0, 0.1, 0.05]))
+    for e in (m, Proportion(3, 5, 0.99), r):
+        back = from_dict(e.to_dict())
+        assert back == e and str(back) == str(e)
+    assert m.missing == 1 and m.n == 3
 
 
 def test_holm() -> None:
     p = np.array([0.01, 0.04, 0.03, 0.5])
     assert holm(p).tolist() == pytest.approx([0.04, 0.09, 0.09, 0.5])
-    # sorted 0.001, 0.011, 0.03, 0.04, 0.2: 0.001 <= 0.01, 0.011 <= 0.0125, 0.03 > 0.0167: stop
-    levels = holm_levels(np.array([0.03, 0.001, 0.2, 0.011, 0.04]), 0.05)
-    assert levels.tolist() == pytest.approx([0.05 / 3, 0.01, 0.05 / 3, 0.0125, 0.05 / 3])
-    assert holm_levels(np.array([0.001, 0.002]), 0.05).tolist() == [0.025, 0.05]
