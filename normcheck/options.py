@@ -104,7 +104,7 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "base_seed": (("--base-seed",), dict(
         type=at_least(0), default=None, metavar="SEED",
         help="first replicate seed (default: the grid's train.seed; with --seeds auto, "
-             "hypotheses.toml's, 1000: fresh replicates)")),
+             "hypotheses.toml's, 100000: fresh replicates)")),
     "resample_split": (("--resample-split",), dict(
         action=argparse.BooleanOptionalAction, default=None,
         help="each replicate draws its own train/validation split (default: the grid's; "

@@ -67,7 +67,7 @@ class Design:
     first: int = 10
     round: int = 5
     max_seeds: int = 40
-    base_seed: int = 1000
+    base_seed: int = 100000
     futility: float = 0.1
     version: int = 0  # the registration's version
     naive: bool = False  # every look at alpha: NOT valid, for the calibration's comparison

@@ -56,7 +56,7 @@ def test_reports_are_written(tmp_path: Path) -> None:
     assert "Caveats: one data set" in answer and "5 epochs" in answer
     assert "| hypothesis | verdict | estimate | interval | level | holds if | adjusted p | " \
            "contrast |" in markdown
-    assert "`hypotheses.toml` version 5 (registered 2026-12-01" in markdown
+    assert "`hypotheses.toml` version 6 (registered 2026-12-01" in markdown
     assert "What is controlled: the chance that any claim made" in markdown
     assert "## Sensitivity" in markdown and "without replicate 0 (seed" in markdown
     assert "One run's validation accuracy is measured on 480 images" in markdown

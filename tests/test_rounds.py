@@ -31,7 +31,7 @@ def test_rounds_run_until_done_then_resume_from_the_store(suite) -> None:
     assert f"runs: reused 0, trained {8 * stopped}" in out
     report = (suite.path / "out" / "report.md").read_text()
     assert "## Rounds of replicates" in report and "pocock spending function" in report
-    assert "up to 6 replicates in rounds" in report and "replicates from seed 1000" in report
+    assert "up to 6 replicates in rounds" in report and "replicates from seed 100000" in report
     again = suite(*args).stdout.str()
     assert f"runs: reused {8 * stopped}, trained 0" in again
     assert rounds.group(0) in again  # the same looks, the same decisions, from the store
@@ -63,5 +63,5 @@ def test_a_study_is_not_resumed_or_rebuilt_under_another_design(suite) -> None:
         refused = rebuild(suite, *design)
         assert refused.returncode != 0 and "its looks were taken under design" in refused.stderr
     fresh = suite("test_grid.py", "--seeds", "auto", "--first", "3", "--round", "3",
-                  "--max-seeds", "9", "--base-seed", "2000", "-n", "2")
+                  "--max-seeds", "9", "--base-seed", "200000", "-n", "2")
     assert "rounds (--seeds auto)" in fresh.stdout.str()  # fresh replicates: a new study

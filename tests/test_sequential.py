@@ -40,8 +40,9 @@ def test_pocock_spends_early_and_obrien_fleming_late() -> None:
 
 def test_the_registered_design_and_its_digest() -> None:
     design = Design.declared()
-    assert (design.first, design.round, design.max_seeds, design.base_seed) == (10, 5, 40, 1000)
-    assert design.version == 5 and len(design.digest) == 12
+    assert (design.first, design.round, design.max_seeds, design.base_seed) == \
+        (10, 5, 40, 100000)
+    assert design.version == 6 and len(design.digest) == 12
     assert Design.declared(max_seeds=30).digest != design.digest
 
 
