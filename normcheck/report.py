@@ -264,7 +264,7 @@ def sensitivity(table: pd.DataFrame, verdicts: list[Verdict]) -> str:
     """Each verdict judged again, the same way, without replicate 0: the run that may have
     suggested the hypotheses (on the study's grids, the original's own seed and split)."""
     first = table.sort_values("seed").iloc[0]
-    original = " (the original study's own seed and split)" if int(first["seed"]) == 42 and \
+    original = ": the original study's own" if int(first["seed"]) == 42 and \
         int(first["split_seed"]) == 42 else ""
     rest = table[table["seed"] != first["seed"]]
     if rest.empty:
