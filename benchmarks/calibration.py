@@ -27,7 +27,6 @@ side on the same simulated studies.
 """
 
 import argparse
-import math
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
