@@ -1,5 +1,6 @@
 """The study's hypotheses, registered in normcheck/hypotheses.toml, asserted on the grid's
-recorded runs as one family (Holm), with intervals over whole replicates.
+recorded runs as one family (one graphical closed test over every claim), with exact tests
+over whole replicates.
 
 Each hypothesis is checked for every normalisation the grid compares with none
 (``normcheck_arm``: batchnorm on the full grid; batchnorm, layernorm and groupnorm on the

@@ -129,7 +129,7 @@ def normcheck_table(normcheck_session: StudySession):
 
 @pytest.fixture(scope="session")
 def normcheck_verdicts(normcheck_session: StudySession) -> dict[tuple[str, str], Verdict]:
-    """Every verdict, decided once per session as one family (Holm), by (hypothesis, arm)."""
+    """Every verdict, decided once per session as one family, by (hypothesis, arm)."""
     return {(v.hypothesis, v.arm): v for v in normcheck_session.verdicts()}
 
 

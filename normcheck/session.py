@@ -325,9 +325,9 @@ class StudySession:
         return None
 
     def verdicts(self, table: pd.DataFrame | None = None) -> list[Verdict]:
-        """Every hypothesis's verdict, decided once per session (Holm over the family): the
+        """Every hypothesis's verdict, decided once per session (one family): the
         first process to ask decides and writes them down, every other reads them. With
-        ``--seeds auto``, each hypothesis's first decision over the rounds."""
+        ``--seeds auto``, each hypothesis's decision over the rounds."""
         if self.design:
             return self.sequence().verdicts()
         path = self.results_dir / VERDICTS_FILE
