@@ -41,6 +41,10 @@ class DesignMismatch(ValueError):
     """A study's stored looks were taken under another design."""
 
 
+class LooksChanged(ValueError):
+    """A study's stored looks were taken on other runs than those in the store now."""
+
+
 def spent(spending: str, alpha: float, fraction: float) -> float:
     """Alpha spent by information fraction ``fraction`` (0..1) under a Lan-DeMets spending
     function: Pocock's type spends early, O'Brien-Fleming's keeps most for the last look."""
@@ -254,17 +258,44 @@ class Rounds:
 
     @classmethod
     def from_dict(cls, design: Design, data: dict) -> "Rounds":
-        """Looks stored by ``to_dict``; refused if they were taken under another design."""
-        if data.get("digest") != design.digest:
-            raise DesignMismatch(
-                f"its looks were taken under design {data.get('digest')} "
-                f"({_short(data.get('design', {}))}), not {design.digest} "
-                f"({_short(design.to_dict())})")
+        """Looks written by ``to_dict``; refused if they were taken under another design."""
+        check(design, data)
         rounds = cls(design)
         for look in data["looks"]:
             rounds.looks.append(Look(look["replicates"], look["share"], look["p"],
                                      [Verdict.from_dict(v) for v in look["verdicts"]],
                                      look["weights"], tuple(look["futile"])))
+        return rounds
+
+    def to_record(self) -> dict:
+        """What a store keeps of the study: the design, its digest and each look's p-values
+        (small enough for an MLflow experiment tag; the verdicts are taken again from the
+        runs, and must give the same p-values)."""
+        return {"design": self.design.to_dict(), "digest": self.design.digest,
+                "looks": [{"replicates": look.replicates, "share": look.share,
+                           "p": {k: float(f"{v:.12g}") for k, v in look.p.items()}}
+                          for look in self.looks]}
+
+    @classmethod
+    def from_record(cls, design: Design, record: dict, results: "pd.DataFrame | Paired",
+                    spec: dict | None = None) -> "Rounds":
+        """The looks a store recorded (``to_record``), taken again on ``results``: refused
+        if they were taken under another design, or on other runs (their p-values differ)."""
+        check(design, record)
+        paired = results if isinstance(results, Paired) else Paired(results)
+        rounds = cls(design)
+        for k, stored in enumerate(record["looks"], start=1):
+            if rounds.next_replicates() != stored["replicates"] or \
+                    len(paired.seeds) < stored["replicates"]:
+                raise LooksChanged(f"look {k} was taken on {stored['replicates']} replicates, "
+                                   f"and the store now has the runs of {len(paired.seeds)}")
+            taken = rounds.look(paired, spec)
+            changed = [c for c, p in stored["p"].items()
+                       if abs(taken.p.get(c, math.nan) - p) > 1e-9 * max(1.0, abs(p))]
+            if changed or set(taken.p) != set(stored["p"]):
+                raise LooksChanged(f"look {k} ({stored['replicates']} replicates) was taken on "
+                                   f"other runs than the store's now: {', '.join(changed)} "
+                                   "gave other p-values")
         return rounds
 
     def needed(self, look: int = -1) -> dict[str, int | None]:
@@ -316,6 +347,15 @@ class Rounds:
                       f"and the replicates each would need (rough, at the trend seen): "
                       f"{rough}."]
         return "\n".join(lines)
+
+
+def check(design: Design, stored: dict) -> None:
+    """Raise ``DesignMismatch`` unless ``stored`` looks were taken under ``design``."""
+    if stored.get("digest") != design.digest:
+        raise DesignMismatch(
+            f"its looks were taken under design {stored.get('digest')} "
+            f"({_short(stored.get('design', {}))}), not {design.digest} "
+            f"({_short(design.to_dict())})")
 
 
 def _short(design: dict) -> str:

@@ -46,7 +46,7 @@ from normcheck.report import (
     summary_table,
     write_reports,
 )
-from normcheck.sequential import Design, DesignMismatch, Rounds
+from normcheck.sequential import Design, DesignMismatch, LooksChanged, Rounds
 from normcheck.tracking import Tracker, TrackingError, default_tracking_uri, load_results
 from normcheck.uris import redact
 
@@ -257,34 +257,50 @@ class StudySession:
         ident = f"{self.grid.name}|{fingerprint}|{self.grid.base_seed}"
         return "normcheck.rounds." + hashlib.sha256(ident.encode()).hexdigest()[:16]
 
-    def _stored_rounds(self, tracker: Tracker | None = None,
-                       fingerprint: str | None = None) -> Rounds:
-        """The study's looks as the store keeps them (none yet: an empty study), refused if
-        they were taken under another design."""
+    def _stored_rounds(self, tracker: Tracker | None = None, fingerprint: str | None = None,
+                       results: pd.DataFrame | None = None) -> Rounds:
+        """The study's looks as the store recorded them (none yet: an empty study), taken
+        again on ``results`` (default: the runs they need, which the store has); refused if
+        they were taken under another design, or on other runs."""
         tracker = tracker or self.study.tracker
-        stored = tracker.record(self.rounds_key(fingerprint or self.fingerprint))
+        fingerprint = fingerprint or self.fingerprint
+        record = tracker.record(self.rounds_key(fingerprint))
+        if not record:
+            return Rounds(self.design)
+        study = (f"--seeds auto: the study of grid {self.grid.name!r} on data {fingerprint} "
+                 f"with replicates from seed {self.grid.base_seed} in {redact(self.uri)}, "
+                 f"experiment {self.experiment!r}")
         try:
-            return Rounds.from_dict(self.design, stored) if stored else Rounds(self.design)
+            sequential.check(self.design, record)
         except DesignMismatch as exc:
             raise SessionError(
-                f"--seeds auto: the study of grid {self.grid.name!r} on data "
-                f"{fingerprint or self.fingerprint} with replicates from seed "
-                f"{self.grid.base_seed} in "
-                f"{redact(self.uri)}, experiment {self.experiment!r}: {exc}. Its looks are "
-                "spent under that design, and resuming or rebuilding it under another would "
-                "bend it. Pass the options it was started with; or start a new study on fresh "
-                "replicates (--base-seed with seeds no study has used) or in another "
-                "--experiment; to change the registered design, register an amendment: a new "
-                "version of normcheck/hypotheses.toml's [sequential] with its history (date, "
-                "commit, what was seen before it and why), committed before any run under "
-                "it") from None
+                f"{study}: {exc}. Its looks are spent under that design, and resuming or "
+                "rebuilding it under another would bend it. Pass the options it was started "
+                "with; or start a new study on fresh replicates (--base-seed with seeds no "
+                "study has used) or in another --experiment; to change the registered design, "
+                "register an amendment: a new version of normcheck/hypotheses.toml's "
+                "[sequential] with its history (date, commit, what was seen before it and "
+                "why), committed before any run under it") from None
+        if not record["looks"]:
+            return Rounds(self.design)
+        if results is None:
+            results = results_table(self.study.run(c) for c in self._replicates(
+                record["looks"][-1]["replicates"]))
+        try:
+            return Rounds.from_record(self.design, record, results)
+        except LooksChanged as exc:
+            raise SessionError(
+                f"{study}: {exc}. A study's looks are spent on the runs they saw (were runs "
+                "retrained or deleted?); start a new study on fresh replicates (--base-seed "
+                "with seeds no study has used) or in another --experiment") from None
 
     def _check_design(self) -> None:
         """``--seeds auto``, before anything trains: the store keeps the study's design; a
         study started under another one is refused."""
         rounds = self._stored_rounds()
         if not rounds.looks:
-            self.study.tracker.keep_record(self.rounds_key(self.fingerprint), rounds.to_dict())
+            self.study.tracker.keep_record(self.rounds_key(self.fingerprint),
+                                           rounds.to_record())
 
     def sequence(self, before: int | None = None, train: bool = True) -> Rounds:
         """``--seeds auto``: the looks at the data, round by round, until the study is done
@@ -303,7 +319,7 @@ class StudySession:
                 with atomic_path(path) as tmp:
                     tmp.write_text(json.dumps(rounds.to_dict()))
                 self.study.tracker.keep_record(self.rounds_key(self.fingerprint),
-                                               rounds.to_dict())
+                                               rounds.to_record())
                 if self.study.remote is not None and not rounds.done:  # the next round
                     self.study.remote.add(self._replicates(rounds.next_replicates()))
         return rounds
@@ -547,7 +563,8 @@ class StudySession:
         if self.design and len(base) != 1:
             raise SessionError("--seeds auto needs the grid's runs on its base split on one "
                                f"data source; these have {len(base)}")
-        stored = self._stored_rounds(tracker, min(base)) if self.design else None
+        stored = self._stored_rounds(tracker, min(base), results_table(results)) \
+            if self.design else None
         try:
             if self.design:  # the stored looks, and any more the runs allow
                 self.rounds = sequential.run(results_table(results), self.design, start=stored)

@@ -3,12 +3,14 @@ budget, futility), that a claim once made stays made, that stored looks refuse a
 and that optional stopping keeps the family's error under a least favourable truth. Broken on
 purpose (every look at the full alpha), the error over looks is too large."""
 
+import json
+
 import numpy as np
 import pytest
 
 from normcheck import sequential
 from normcheck.multiplicity import over_looks
-from normcheck.sequential import Design, DesignMismatch, Rounds, spent
+from normcheck.sequential import Design, DesignMismatch, LooksChanged, Rounds, spent
 from normcheck.simulation import (
     Simulator,
     boundary_truth,
@@ -106,6 +108,25 @@ def test_looks_read_back_the_same_and_refuse_another_design() -> None:
     assert [look.replicates for look in back.looks] == [look.replicates for look in run.looks]
     with pytest.raises(DesignMismatch, match=f"taken under design {design.digest}"):
         Rounds.from_dict(Design(first=5, round=5, max_seeds=20), run.to_dict())
+
+
+def test_a_stores_record_is_small_and_its_looks_are_taken_again_on_the_same_runs() -> None:
+    """The store keeps each look's p-values (an MLflow experiment tag holds 20,000
+    characters); reading it back takes the looks again and refuses runs that changed."""
+    design = Design(futility=0.0)
+    paired = Simulator(study_truth(replicates=40)).paired(np.random.default_rng(5))
+    run = sequential.run(paired, design)
+    record = run.to_record()
+    assert len(json.dumps(record)) < 4000 and len(record["looks"]) == len(run.looks)
+    back = Rounds.from_record(design, record, paired)
+    assert back.verdicts() == run.verdicts()
+    other = Simulator(study_truth(replicates=40)).paired(np.random.default_rng(6))
+    with pytest.raises(LooksChanged, match="look 1 .* was taken on other runs"):
+        Rounds.from_record(design, record, other)
+    with pytest.raises(LooksChanged, match="the store now has the runs of 10"):
+        Rounds.from_record(design, record, paired.first(10))
+    with pytest.raises(DesignMismatch):
+        Rounds.from_record(Design(), record, paired)
 
 
 def test_the_rounds_section_shows_every_look() -> None:
