@@ -186,6 +186,19 @@ def test_one_graph_judges_the_family() -> None:
     assert v["H1"].level == pytest.approx(0.99)  # each claim starts at alpha / 10
 
 
+def test_identical_replicates_give_no_zero_width_interval_and_no_zero_p() -> None:
+    """Every replicate the same run for run (one unstable no-norm run each at lr=0.01):
+    version 4 reported +0.3333 [+0.3333, +0.3333] with p = 0 for H2's rate."""
+    same = table(lambda lr, fc, norm, seed: 0.6 + noise(lr, fc, norm, 0, 0.02) +
+                 (0.05 if norm == "batchnorm" else 0),
+                 unstable=lambda lr, fc, norm, seed: norm == "none" and lr == 0.01 and fc == 32,
+                 beta=lambda lr, fc, norm, seed: 3.0 if norm == "none" else 1.0)
+    assert all(p > 0 for p in hypotheses.gather(same).p.values())  # every claim's p-value
+    for v in hypotheses.evaluate(same):
+        assert v.p_value > 0 and all(p.estimate.high > p.estimate.low for p in v.parts), \
+            v.message
+
+
 def test_a_dropout_axis_is_more_cells() -> None:
     t = table(study_like, unstable=unstable_like, dropouts=(0.0, 0.2))
     v = verdicts(t)
