@@ -19,7 +19,7 @@ the verdicts and count; ``benchmarks/calibration.py`` prints what they find.
 
 import math
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -473,7 +473,6 @@ class Calibration:
     covered: dict[str, int]  # contrast -> studies whose 95% interval covered its true value
     p_values: dict[str, list[float]]  # claim whose null holds under the truth -> its p-values
     all_decided: int = 0  # studies where no verdict was inconclusive
-    errors: dict[str, list[float]] = field(default_factory=dict)  # contrast -> estimate - truth
 
     @property
     def rates(self) -> dict[str, dict[str, float]]:
@@ -505,7 +504,6 @@ def calibrate(truth: Truth, sims: int, seed: int = 0, spec: dict | None = None,
     outcomes: dict[str, dict[str, int]] = {}
     false: dict[str, int] = {}
     covered: dict[str, int] = {}
-    errors: dict[str, list[float]] = {}
     p_values: dict[str, list[float]] = {}
     family_false = all_decided = 0
     for i in range(sims):
@@ -528,10 +526,9 @@ def calibrate(truth: Truth, sims: int, seed: int = 0, spec: dict | None = None,
                 key = v.name if len(v.parts) == 1 else f"{v.name}.{k + 1}"
                 e = part.estimate.at(0.95)
                 covered[key] = covered.get(key, 0) + (e.low <= true <= e.high)
-                errors.setdefault(key, []).append(e.value - true)
         family_false += any_false
     return Calibration(truth, sims, outcomes, false, family_false, covered, p_values,
-                       all_decided, errors)
+                       all_decided)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import TMean
 
-from normcheck import hypotheses
+from normcheck import hypotheses, simulation
 from normcheck.simulation import (
     boundary_truth,
     calibrate,
@@ -112,6 +112,28 @@ def test_truths_are_compared_with_a_tolerance() -> None:
         assert false_verdict("H1", verdict, shifted, spec)
     assert false_verdict("H1", "superior", shifted, spec)
     assert not false_verdict("H1", "inconclusive", shifted, spec)
+
+
+def max_minus_min(acc: np.ndarray, lrs: list[float]) -> np.ndarray:
+    """Version 1's lr-sensitivity, as a negative slope: max - min over lr of each replicate's
+    mean over its other cells."""
+    means = np.nanmean(acc, axis=(1, 2))  # (lr, replicate, norm)
+    return -(np.nanmax(means, axis=0) - np.nanmin(means, axis=0))
+
+
+def test_no_contrast_moves_with_noise(monkeypatch) -> None:
+    """No effect, no-norm far noisier than BatchNorm: every contrast's true value is its
+    null. Broken on purpose (H3 with version 1's max - min), the noisier norm looks more
+    lr-sensitive."""
+    values = true_values(null_truth())
+    for key in ("H1", "H2.2", "H3", "H4.1", "H4.2", "H5"):
+        assert abs(values[key]) <= values.tolerance[key], (key, values[key])
+    monkeypatch.setattr(hypotheses, "lr_slope", max_minus_min)
+    simulation._true_values_cached.cache_clear()
+    try:
+        assert true_values(null_truth())["H3"] > 0.02
+    finally:
+        simulation._true_values_cached.cache_clear()
 
 
 def test_the_replicate_is_the_unit(monkeypatch) -> None:
