@@ -359,12 +359,12 @@ def boundary_truth(base: Truth, collapse: float = 0.1, name: str | None = None,
                     unstable=unstable)
     low = len(base.lrs) - 1
     patterns = {kind: _pattern(base, kind) for kind in ("mean", "slope", "interaction")}
+    steps = [("H2.2", 0, None, "low", 0.0), ("H4.1", 0, None, "interaction", -2 * m4)]
+    for k, arm in enumerate(arms, start=1):  # contrast, norm axis, arm, what moves it, target
+        steps += [("H1", k, arm, "mean", -m1), ("H3", k, arm, "slope", 0.0),
+                  ("H4.2", k, arm, "interaction", -m4), ("H5", k, arm, "beta", 0.0)]
     for _ in range(sweeps):
         moved = 0.0
-        steps = [("H2.2", 0, None, "low", 0.0), ("H4.1", 0, None, "interaction", -2 * m4)]
-        for k, arm in enumerate(arms, start=1):
-            steps += [("H1", k, arm, "mean", -m1), ("H3", k, arm, "slope", 0.0),
-                      ("H4.2", k, arm, "interaction", -m4), ("H5", k, arm, "beta", 0.0)]
         for contrast, k, arm, kind, target in steps:
             truth = replace(truth, acc=acc, log_beta=log_beta)
             paired = Simulator(truth.with_replicates(replicates)).paired(
