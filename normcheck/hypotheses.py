@@ -22,7 +22,16 @@ import pandas as pd
 from normcheck import norms
 from normcheck.multiplicity import HOLDS, REFUTED, SUPERIOR, Decisions, Graph, node
 from normcheck.norms import CONTROL
-from normcheck.stats import Estimated, Median, Proportion, Reduction, from_dict, holm, needs
+from normcheck.stats import (
+    Estimated,
+    Median,
+    Proportion,
+    Reduction,
+    from_dict,
+    holm,
+    needs,
+    signed,
+)
 
 PASSING = {"holds", "superior", "non-inferior"}
 VERDICTS = PASSING | {"inconclusive", "refuted"}
@@ -261,12 +270,7 @@ def capacity(acc: np.ndarray, fcs: list[int]) -> np.ndarray:
 
 
 def _ci(e: Estimated) -> str:
-    def f(x: float) -> str:
-        if math.isnan(x):
-            return "n/a"
-        return f"{x:+.3f}" if math.isfinite(x) else ("-inf" if x < 0 else "+inf")
-
-    return f"{f(e.value)} [{f(e.low)}, {f(e.high)}]"
+    return f"{signed(e.value, 3)} [{signed(e.low, 3)}, {signed(e.high, 3)}]"
 
 
 def _median(values: np.ndarray) -> Median:
@@ -492,15 +496,20 @@ class Family:
         return {node(n, c): p for n, e in zip(self.names, self.evidence, strict=True)
                 for c, p in e.p.items()}
 
-    def verdicts(self, p: dict[str, float], alpha: float, share: float,
-                 spec: dict) -> list[Verdict]:
+    def judge(self, p: dict[str, float], alpha: float, share: float,
+              spec: dict) -> tuple[list[Verdict], Decisions]:
         """The verdicts when the family's claims have p-values ``p`` (this table's, or over
         looks), the family's error rate is ``alpha`` and this table's intervals are read at
-        its ``share`` of it."""
+        its ``share`` of it; and the graph's decisions they come from."""
         graph = self.graph
         decisions, adjusted = graph.test(p, alpha), graph.adjusted(p)
         return [e.verdict(decisions, adjusted, n, statement(spec, e.name, e.arm), share, alpha)
-                for n, e in zip(self.names, self.evidence, strict=True)]
+                for n, e in zip(self.names, self.evidence, strict=True)], decisions
+
+    def verdicts(self, p: dict[str, float], alpha: float, share: float,
+                 spec: dict) -> list[Verdict]:
+        """``judge``'s verdicts alone."""
+        return self.judge(p, alpha, share, spec)[0]
 
 
 def gather(table: pd.DataFrame, spec: dict | None = None) -> Family:

@@ -202,8 +202,8 @@ class Rounds:
         k = len(self.looks)
         alpha = self.design.alpha
         p = over_looks([look.p for look in self.looks] + [family.p], shares, alpha)
-        verdicts = family.verdicts(p, alpha, shares[k], spec)
-        weights = {j: level / alpha for j, level in family.graph.test(p, alpha).levels.items()}
+        verdicts, decisions = family.judge(p, alpha, shares[k], spec)
+        weights = {j: level / alpha for j, level in decisions.levels.items()}
         look = Look(n, shares[k], family.p, verdicts, weights)
         if n < self.design.max_seeds:
             look = Look(n, shares[k], family.p, verdicts, weights, self._futile(look))
@@ -364,26 +364,30 @@ def _short(design: dict) -> str:
             f"{design.get('spending')}, version {design.get('version')}")
 
 
+def _z(p: float) -> float:
+    """The normal quantile a one-sided p-value corresponds to (p kept off 0 and 1)."""
+    from scipy.special import ndtri
+
+    return float(ndtri(1 - min(max(p, 1e-15), 1 - 1e-15)))
+
+
 def conditional_power(p: float, t: float, level: float) -> float:
     """Rough chance that a one-sided claim with p-value ``p`` at information fraction ``t``
     reaches one-sided ``level`` at the end if the trend it shows holds (B-value method)."""
-    from scipy.special import ndtr, ndtri
+    from scipy.special import ndtr
 
     if t >= 1:
         return float(p <= level)
-    z = float(ndtri(1 - min(max(p, 1e-15), 1 - 1e-15)))
-    return float(1 - ndtr((float(ndtri(1 - level)) - z / math.sqrt(t)) / math.sqrt(1 - t)))
+    return float(1 - ndtr((_z(level) - _z(p) / math.sqrt(t)) / math.sqrt(1 - t)))
 
 
 def needed_for(p: float, n: int, level: float) -> int | None:
     """Rough replicates for a one-sided claim with p-value ``p`` at ``n`` replicates to reach
     ``level``, its z growing as sqrt(n); None where it shows no trend to find."""
-    from scipy.special import ndtri
-
-    z = float(ndtri(1 - min(max(p, 1e-15), 1 - 1e-15)))
+    z = _z(p)
     if z < 0.5:
         return None
-    return math.ceil(n * (float(ndtri(1 - level)) / z) ** 2)
+    return math.ceil(n * (_z(level) / z) ** 2)
 
 
 def run(results: "pd.DataFrame | Paired", design: Design, spec: dict | None = None,

@@ -29,7 +29,7 @@ none: replicates that are all alike carry no information about their spread).
 
 import math
 from dataclasses import asdict, dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -59,10 +59,11 @@ def t_half_width(se, df, level: float = CONFIDENCE):
     return stdtrit(df, 0.5 + level / 2) * se
 
 
-def _fmt(x: float) -> str:
+def signed(x: float, digits: int = 4) -> str:
+    """A signed number for the reports; unbounded sides as -inf/+inf, no value as n/a."""
     if math.isnan(x):
         return "n/a"
-    return f"{x:+.4f}" if math.isfinite(x) else ("-inf" if x < 0 else "+inf")
+    return f"{x:+.{digits}f}" if math.isfinite(x) else ("-inf" if x < 0 else "+inf")
 
 
 class Estimated:
@@ -91,7 +92,7 @@ class Estimated:
         return {"kind": type(self).__name__, **asdict(self)}
 
     def __str__(self) -> str:
-        return f"{_fmt(self.value)} [{_fmt(self.low)}, {_fmt(self.high)}]"
+        return f"{signed(self.value)} [{signed(self.low)}, {signed(self.high)}]"
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,11 @@ class Median(Estimated):
     def mean(self) -> float:
         return float(np.mean(self.values)) if self.values else math.nan
 
+    @cached_property
+    def _ordered(self) -> list[float]:
+        """The values sorted, once (every p-value and interval reads order statistics)."""
+        return sorted(self.values)
+
     def _count_needed(self, a: float) -> int:
         """The fewest replicates beyond a margin that make a one-sided claim at level a."""
         k = self.n // 2 + 1
@@ -134,7 +140,7 @@ class Median(Estimated):
     def _bounds_at_count(self, k: int) -> tuple[float, float]:
         if k > self.n:
             return -math.inf, math.inf
-        ordered = sorted(self.values)
+        ordered = self._ordered
         low, high = ordered[self.n - k], ordered[k - 1]
         if low >= high:  # ties: widen to the next distinct values
             low = max((v for v in ordered if v < low), default=-math.inf)
