@@ -30,12 +30,15 @@ import argparse
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from normcheck import provenance
-from normcheck.hypotheses import declared, per_replicate
+from normcheck.contrasts import nanmean
+from normcheck.family import load
+from normcheck.registration import declared
 from normcheck.sequential import Design
 from normcheck.simulation import (
     Simulator,
@@ -56,6 +59,8 @@ from normcheck.simulation import (
 from normcheck.stats import Proportion, sign_tail
 
 ALPHA = declared()["family"]["alpha"]
+# the hypotheses the suite collects, as `pytest experiments` finds them (and any added there)
+FAMILY = load([Path(__file__).resolve().parents[1] / "experiments"])
 
 
 def cp(k: int, n: int) -> str:
@@ -82,7 +87,7 @@ def fixed_row(job: tuple) -> dict:
     """One truth at one replicate count, as a row of the fixed design's table."""
     truth, sims, seed, adversarial = job
     start = time.perf_counter()
-    c = calibrate(truth, sims, seed=seed)
+    c = calibrate(truth, FAMILY, sims, seed=seed)
     m = len(c.outcomes)
     worst = {}
     for q in levels(m):
@@ -136,7 +141,7 @@ def family_check(label: str, false: int, sims: int) -> tuple[str, bool]:
 def sequential_row(job: tuple) -> dict:
     truth, design, name, sims, seed = job
     start = time.perf_counter()
-    c = calibrate_sequential(truth, design, sims, seed=seed)
+    c = calibrate_sequential(truth, FAMILY, design, sims, seed=seed)
     return {"truth": truth.name, "design": name, "sims": sims, "family": c.family_false,
             "replicates": c.mean_replicates, "all": c.all_decided, "futile": c.futile,
             "decided": {h: n / sims for h, n in c.decided.items()},
@@ -177,8 +182,8 @@ def adastop_row(job: tuple) -> dict:
            "ours_decided": 0, "ours_n": 0.0, "ada_false": 0, "ada_decided": 0, "ada_n": 0.0}
     from normcheck.simulation import true_values
 
-    difference = true_values(truth)["H1"]
-    tolerance = true_values(truth).tolerance["H1"]
+    difference = true_values(truth, FAMILY)["H1"][0]
+    tolerance = true_values(truth, FAMILY).tolerance["H1"][0]
     for i in range(sims):
         paired = simulator.paired(np.random.default_rng([seed, i]))
         run = sequential.run(paired, design)
@@ -190,7 +195,7 @@ def adastop_row(job: tuple) -> dict:
                 h1.outcome == "refuted" and difference >= -0.02 - tolerance)
             out["ours_false"] += wrong
         out["ours_n"] += (at or run.looks[-1].replicates) / sims
-        acc = per_replicate(paired("final_val_acc"))  # (replicate, norm)
+        acc = nanmean(paired("final_val_acc"), axis=(0, 1, 2))  # (replicate, norm)
         comparator = MultipleAgentsComparator(n=design.round, K=design.max_seeds // design.round,
                                               B=2000, alpha=alpha, seed=int(seed * 1000 + i))
         values = {"none": [], "batchnorm": []}
@@ -274,11 +279,11 @@ def build(args: argparse.Namespace) -> tuple[list[tuple], dict[str, Truth]]:
         rhos = sorted({0.0, 0.3, 0.6, round(base.rho, 2)}) if name == "measured" else \
             (0.0, 0.3, 0.6)
         for rho in rhos:
-            least = boundary_truth(replace(base, rho=rho))
+            least = boundary_truth(replace(base, rho=rho), FAMILY)
             for r in args.replicates:
                 jobs.append((least.with_replicates(r), args.sims, 1000 * args.seed + k, True))
                 k += 1
-    norms = boundary_truth(norms_truth(replace(bases["uneven noise"], rho=0.6)))
+    norms = boundary_truth(norms_truth(replace(bases["uneven noise"], rho=0.6)), FAMILY)
     for r in args.replicates:
         if r >= 10:
             jobs.append((norms.with_replicates(r), args.sims, 1000 * args.seed + k, True))
@@ -315,7 +320,7 @@ def main() -> None:
         if args.metrics:
             bases["measured"] = truth_from_table(pd.read_csv(args.metrics),
                                                  f"measured ({args.metrics})")
-        truths = [boundary_truth(replace(b, rho=0.6)) for b in bases.values()]
+        truths = [boundary_truth(replace(b, rho=0.6), FAMILY) for b in bases.values()]
         truths += [null_truth(), study_truth()] + ([bases["measured"]] if args.metrics else [])
         designs = [("registered", Design.declared()),
                    ("registered, O'Brien-Fleming", replace(Design.declared(),

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from normcheck import hypotheses, regression
+from normcheck import regression
 from normcheck.data import load_splits
+from normcheck.family import load
 from normcheck.grid import load_grid
 
 RECORD = "experiments/recorded_verdicts.toml"
@@ -42,7 +43,8 @@ def run(base_seed: int, seeds: int | None, data_dir: str, workdir: Path) -> tupl
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"base seed {base_seed}: the grid did not train\n{done.stdout[-3000:]}")
-    return hypotheses.evaluate(pd.read_csv(out / "metrics.csv")), seconds
+    family = load([Path(__file__).resolve().parents[1] / "experiments"])
+    return family.evaluate(pd.read_csv(out / "metrics.csv")), seconds
 
 
 def main() -> None:

@@ -30,8 +30,8 @@ from normcheck.data import SplitData, load_splits
 from normcheck.device import cpu_count, select_device
 from normcheck.model import CompactCNN
 from normcheck.options import add_options, data_dir
+from normcheck.probe import PROBE_BATCH, PROBE_STEPS
 from normcheck.records import DataSpec, TrainConfig
-from normcheck.stability import PROBE_BATCH, PROBE_STEPS
 from normcheck.train import DeviceData, train
 
 

@@ -1,12 +1,12 @@
 """One test case per grid configuration: train it (once per session) and log it to MLflow."""
 
 from normcheck.records import TrainConfig
-from normcheck.study import Study
+from normcheck.session import StudySession
 
 
-def test_configuration(normcheck_config: TrainConfig, normcheck_study: Study) -> None:
+def test_configuration(normcheck_config: TrainConfig, normcheck_session: StudySession) -> None:
     """The configuration trains to the end, or stops early marked diverged; both are results."""
-    result = normcheck_study.run(normcheck_config)
+    result = normcheck_session.run(normcheck_config)
     assert result.history, f"{normcheck_config.case_id}: no epoch was recorded"
     assert result.diverged or len(result.history) == normcheck_config.epochs, (
         f"{normcheck_config.case_id}: stopped after {len(result.history)} of "

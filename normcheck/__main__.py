@@ -7,20 +7,23 @@ import argparse
 import sys
 
 from normcheck.options import REPORT_OPTIONS, add_options
+from normcheck.rebuild import rebuild
 from normcheck.report import ReportError, format_verdict_table
-from normcheck.session import NothingToReport, SessionError, StudySession
+from normcheck.session import NothingToReport
+from normcheck.settings import SessionError, SessionOptions
 
 
 def report(args: argparse.Namespace) -> int:
     """Read the experiment's finished runs, decide the hypotheses, write the reports."""
-    session = StudySession.from_options(args)
-    verdicts, written = session.rebuild()
-    for note in session.notes:
-        print(note, file=sys.stderr if note.startswith("hypotheses not") else sys.stdout)
-    if verdicts:
-        print(format_verdict_table(verdicts))
-    print(f"wrote {len(written)} files to {session.report_dir}")
-    return 0
+    options = SessionOptions.parse(args, args.experiments)
+    out = rebuild(options).outcome
+    for note in out.notes + out.errors:
+        print(note, file=sys.stderr if note.startswith(("hypotheses not", "REPORT NOT",
+                                                        "VERDICTS NOT")) else sys.stdout)
+    if out.verdicts:
+        print(format_verdict_table(out.verdicts))
+    print(f"wrote {len(out.written)} files to {options.report_dir}")
+    return 2 if out.errors else 0
 
 
 def main(argv: list[str] | None = None) -> int:

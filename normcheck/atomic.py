@@ -7,8 +7,11 @@ permissions the user's umask gives any new file, so reports are as readable as t
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -29,3 +32,18 @@ def umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def once(path: Path, compute: Callable[[], T], dump: Callable[[T], str],
+         load: Callable[[str], T]) -> T:
+    """``compute`` once across processes: the first to ask computes under a file lock and
+    writes the result atomically; every other waits for the lock and reads it."""
+    from filelock import FileLock
+
+    with FileLock(f"{path}.lock"):
+        if path.exists():
+            return load(path.read_text())
+        value = compute()
+        with atomic_path(path) as tmp:
+            tmp.write_text(dump(value))
+    return value

@@ -20,7 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from filelock import FileLock, Timeout
 
-from normcheck.uris import CONNECT_TIMEOUT_S, is_postgres, redact
+from normcheck.paths import default_cache_dir
+from normcheck.uris import CONNECT_TIMEOUT_S, is_postgres, redact, sqlite_path
 
 
 class ClaimsError(RuntimeError):
@@ -117,6 +118,15 @@ class PostgresClaims:
 
     def close(self) -> None:
         self._conn.close()  # the server frees every advisory lock of the connection
+
+
+def lock_folder(uri: str) -> Path:
+    """Where a store's file claims live: beside an SQLite file, else in normcheck's cache,
+    one folder per store."""
+    db = sqlite_path(uri)
+    if db is not None:
+        return Path(f"{db}.normcheck-locks")
+    return default_cache_dir() / "locks" / hashlib.sha256(uri.encode()).hexdigest()[:16]
 
 
 def open_claims(claims_uri: str | None, experiment_id: str, lock_folder: Path) -> Claims:

@@ -16,10 +16,9 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from normcheck.records import DataSpec, RunResult, TrainConfig
+from normcheck.records import RunResult, TrainConfig
 from normcheck.tracking import Tracker
 from normcheck.uris import unreachable
 
@@ -38,7 +37,7 @@ class EngineError(RuntimeError):
 class RayOptions:
     """Where the cluster is and what one training task asks of it."""
 
-    address: str | None = None  # None: $RAY_ADDRESS, else a Ray started on this machine
+    address: str | None = None  # None: a Ray started on this machine (settings read $RAY_ADDRESS)
     cpus_per_run: float = 1.0
     gpus_per_run: float = 0.0
 
@@ -66,7 +65,7 @@ def connect(options: RayOptions) -> None:
         import ray
     except ImportError:
         raise EngineError("--engine ray needs Ray: pip install 'normcheck[cluster]'") from None
-    address = options.address or os.environ.get("RAY_ADDRESS") or None
+    address = options.address
     if address:
         _check_reachable(address)
     try:
@@ -83,25 +82,25 @@ def connect(options: RayOptions) -> None:
                               f"{name}s in all, so no run could start; ask for less")
 
 
-def train_task(config: TrainConfig, spec: DataSpec, split: "SplitData", uri: str,
-               experiment_id: str, log_model: bool, cpus: float) -> RunResult:
+def train_task(config: TrainConfig, split: "SplitData", uri: str, experiment_id: str,
+               log_model: bool, cpus: float) -> RunResult:
     """One configuration trained on a Ray worker, logged to the store at ``uri``. Ray set the
     visible GPU if the task asked for one; a CPU task uses the threads it asked for."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import ray
     import torch
 
-    from normcheck.study import Study
+    from normcheck.study import train_and_log
+    from normcheck.train import DeviceData
 
     if ray.get_gpu_ids():
         device = torch.device("cuda", 0)
     else:
         torch.set_num_threads(max(1, int(cpus)))
         device = torch.device("cpu")
-    study = Study(None, spec, Path(), Tracker(uri, experiment_id), device=device,
-                  log_model=log_model, node=ray.util.get_node_ip_address())
-    study.use_split(split)
-    return study.train_and_log(config)
+    return train_and_log(config, lambda: DeviceData.from_splits(split, device), split,
+                         Tracker(uri, experiment_id), device, log_model,
+                         node=ray.util.get_node_ip_address())
 
 
 @dataclass
@@ -152,8 +151,7 @@ class RayRunner:
             try:
                 found = self.study.finished_or_clear(config)
                 if found is None:
-                    ref = self._task.remote(config, self.study.spec,
-                                            self._split(config.split_seed), tracker.uri,
+                    ref = self._task.remote(config, self._split(config.split_seed), tracker.uri,
                                             tracker.experiment_id, self.study.log_model,
                                             self.options.cpus_per_run)
                     self.flying[ref] = key

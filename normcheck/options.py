@@ -12,10 +12,10 @@ from typing import Any
 
 from normcheck.grid import Grid, GridError, load_grid
 from normcheck.tracking import DEFAULT_EXPERIMENT
-from normcheck.uris import is_postgres
 
 DATA_ENV = "NORMCHECK_DATA"
 CLAIMS_ENV = "NORMCHECK_CLAIMS_DB"
+RAY_ENV = "RAY_ADDRESS"
 
 
 def grid_option(value: str) -> Grid:
@@ -44,7 +44,13 @@ def at_least(minimum: int) -> Callable[[str], int]:
 
 def seeds_option(value: str) -> int | str:
     """``--seeds``: an integer >= 1, or ``auto`` (replicates in rounds until decided)."""
-    return "auto" if value == "auto" else at_least(1)(value)
+    if value == "auto":
+        return value
+    try:
+        return at_least(1)(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither an integer >= 1 nor auto") \
+            from None
 
 
 seeds_option.__name__ = "integer >= 1 or auto"
@@ -144,14 +150,18 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         help="PostgreSQL database (postgresql://...) where each configuration is claimed, so "
              f"sessions on several machines train it once (default: ${CLAIMS_ENV}, else the "
              "--mlflow-uri if it is PostgreSQL, else file locks on this machine)")),
+    "experiments": (("--experiments",), dict(
+        default=["experiments"], metavar="PATH", nargs="+",
+        help="python -m normcheck report: the test files or folders whose hypotheses form the "
+             "family, as pytest would collect them [experiments]")),
     "inconclusive": (("--inconclusive",), dict(
         choices=["fail", "warn"], default="fail",
         help="an inconclusive verdict fails the check, or only warns [fail]")),
 }
-SESSION_OPTIONS = tuple(OPTIONS)  # the pytest plugin's
+SESSION_OPTIONS = tuple(o for o in OPTIONS if o != "experiments")  # the pytest plugin's
 # python -m normcheck report's
 REPORT_OPTIONS = ("grid", "seeds", "max_seeds", "first", "round", "base_seed", "resample_split",
-                  "report_dir", "mlflow_uri", "experiment", "record_verdicts")
+                  "report_dir", "mlflow_uri", "experiment", "record_verdicts", "experiments")
 
 
 def add_options(add: Callable[..., Any], names: tuple[str, ...] = SESSION_OPTIONS,
@@ -162,13 +172,6 @@ def add_options(add: Callable[..., Any], names: tuple[str, ...] = SESSION_OPTION
     for name in names:
         flags, keywords = OPTIONS[name]
         add(*flags, **{**keywords, **overrides.get(name, {})})
-
-
-def claims_db(value: str | None, tracking_uri: str) -> str | None:
-    """``--claims-db``, else ``$NORMCHECK_CLAIMS_DB``, else the tracking URI if it is a
-    PostgreSQL one, else None (file locks on this machine)."""
-    return value or os.environ.get(CLAIMS_ENV) or (tracking_uri if is_postgres(tracking_uri)
-                                                   else None)
 
 
 def data_dir(value: str | None) -> str | None:

@@ -3,7 +3,9 @@
 Loaded by ``experiments/conftest.py`` (``pytest_plugins = ["normcheck.plugin"]``). Each hook
 is a line or two that calls the session object, ``normcheck.session.StudySession``: under
 xdist the controller prepares it (data, store, results folder, reused runs) and hands it to
-the workers, and at the end the controller alone finishes it and writes the reports.
+the workers, and at the end the controller alone finishes it and writes the reports. The
+family is every hypothesis (``normcheck.family.hypothesis``) in the test files the session
+collects; each hypothesis's test asserts the verdict the family gave it.
 """
 
 import os
@@ -11,10 +13,12 @@ import warnings
 
 import pytest
 
-from normcheck.grid import Grid
-from normcheck.hypotheses import Verdict
+from normcheck import summary
 from normcheck.options import add_options
-from normcheck.session import ALARMS, SessionError, StudySession
+from normcheck.session import StudySession
+from normcheck.settings import SessionError, SessionOptions
+from normcheck.summary import ALARMS
+from normcheck.verdicts import Verdict
 
 SESSION = pytest.StashKey[StudySession]()
 
@@ -33,9 +37,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # MLflow turns its telemetry off under pytest only if it is imported late; a test session
     # (often offline, in CI) should not phone home. Opt in with MLFLOW_DISABLE_TELEMETRY=false.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    here = config.invocation_params.dir
     try:
-        config.stash[SESSION] = StudySession.from_options(
-            config.option, workers=getattr(config.option, "numprocesses", None) or 0)
+        config.stash[SESSION] = StudySession(SessionOptions.parse(
+            config.option, [here / arg for arg in config.args],
+            workers=getattr(config.option, "numprocesses", None) or 0))
     except SessionError as exc:
         raise pytest.UsageError(str(exc)) from exc
 
@@ -63,23 +69,29 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One case per grid configuration (``normcheck_config``), and per normalisation compared
     with none (``normcheck_arm``)."""
     state = metafunc.config.stash[SESSION]
-    grid = state.grid
     if "normcheck_config" in metafunc.fixturenames:
-        configs = state.cases()
+        configs = state.plan.cases()
         metafunc.parametrize("normcheck_config", configs, ids=[c.case_id for c in configs])
     if "normcheck_arm" in metafunc.fixturenames:
-        metafunc.parametrize("normcheck_arm", grid.arms)
+        metafunc.parametrize("normcheck_arm", state.options.grid.arms)
+
+
+def _is_hypothesis(item: pytest.Item) -> bool:
+    return hasattr(getattr(item, "function", None), "normcheck_hypothesis")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Hypothesis checks go last, so they mostly find the grid already trained."""
-    items.sort(key=lambda item: item.get_closest_marker("hypothesis_check") is not None)
+    for item in items:
+        if _is_hypothesis(item):
+            item.add_marker("hypothesis_check")
+    items.sort(key=_is_hypothesis)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """``--seeds auto``: a configuration of a round the study no longer needs is skipped."""
     config = getattr(item, "callspec", None) and item.callspec.params.get("normcheck_config")
-    reason = config and item.config.stash[SESSION].skip_reason(config)
+    reason = config and item.config.stash[SESSION].plan.skip_reason(config)
     if reason:
         pytest.skip(reason)
 
@@ -107,39 +119,25 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
 
 @pytest.fixture(scope="session")
 def normcheck_session(pytestconfig: pytest.Config) -> StudySession:
-    """The session: its grid, study (``run(config)`` trains or returns a result) and verdicts."""
+    """The session: its options, plan, ``run(config)`` (trains or returns a result) and
+    verdicts."""
     return pytestconfig.stash[SESSION]
-
-
-@pytest.fixture(scope="session")
-def normcheck_study(normcheck_session: StudySession):
-    return normcheck_session.study
-
-
-@pytest.fixture(scope="session")
-def normcheck_grid(normcheck_session: StudySession) -> Grid:
-    return normcheck_session.grid
-
-
-@pytest.fixture(scope="session")
-def normcheck_table(normcheck_session: StudySession):
-    """The whole grid's metrics table, training whatever configuration is still missing."""
-    return normcheck_session.complete_table()
 
 
 @pytest.fixture(scope="session")
 def normcheck_verdicts(normcheck_session: StudySession) -> dict[tuple[str, str], Verdict]:
     """Every verdict, decided once per session as one family, by (hypothesis, arm)."""
-    return {(v.hypothesis, v.arm): v for v in normcheck_session.verdicts()}
+    return {(v.hypothesis, v.arm): v for v in normcheck_session.plan.verdicts()}
 
 
 @pytest.fixture
-def assert_verdict(normcheck_session: StudySession):
-    """Fail a hypothesis that does not hold, unless ``--expect-verdicts`` recorded exactly this
-    verdict (xfail) or it is inconclusive under ``--inconclusive warn`` (a warning)."""
+def normcheck_verdict(normcheck_session: StudySession, normcheck_verdicts):
+    """Assert a hypothesis's verdict on an arm: fail one that does not hold, unless
+    ``--expect-verdicts`` recorded exactly this verdict (xfail) or it is inconclusive under
+    ``--inconclusive warn`` (a warning)."""
 
-    def check(verdict: Verdict) -> None:
-        outcome, message = normcheck_session.judge(verdict)
+    def check(name: str, arm: str) -> None:
+        outcome, message = normcheck_session.judge(normcheck_verdicts[name, arm])
         if outcome == "fail":
             pytest.fail(message, pytrace=False)
         if outcome == "xfail":
@@ -162,12 +160,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """A worker sends its peak memory; the controller finishes the session and writes the
     reports, also after failures and Ctrl-C."""
     state = session.config.stash.get(SESSION, None)
-    if state and not state.end(getattr(session.config, "workeroutput", None)):
+    if state and not state.end(getattr(session.config, "workeroutput", None),
+                               summary.peak_mib()):
         session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    lines = config.stash[SESSION].summary() if SESSION in config.stash else []
+    lines = summary.lines(config.stash[SESSION]) if SESSION in config.stash else []
     if lines:
         terminalreporter.section("normcheck")
     for line in lines:

@@ -15,9 +15,10 @@ import tomlkit
 
 from normcheck import __version__, norms
 from normcheck.atomic import atomic_path
-from normcheck.hypotheses import CHECKS, VERDICTS, Verdict, declared
+from normcheck.registration import declared
+from normcheck.verdicts import VERDICTS, Verdict
 
-NAME = re.compile(r"^(H\d+)(?:-(\w+))?$")
+NAME = re.compile(r"^([A-Z][A-Za-z0-9_.]*?)(?:-(\w+))?$")  # normcheck.family.NAME, -<arm>
 HEADER = """\
 Verdicts the study has produced, recorded per grid and data (the fingerprint of the base
 split). Run the grid with `--expect-verdicts` on this file: a verdict that matches its record
@@ -30,7 +31,7 @@ say why in the commit. Never to make CI pass."""
 def is_verdict_name(key: str) -> bool:
     """Whether ``key`` names a hypothesis (``H1``) or a hypothesis of an arm (``H1-layernorm``)."""
     match = NAME.match(key)
-    return bool(match) and match[1] in CHECKS and (match[2] is None or match[2] in norms.NORMS)
+    return bool(match) and (match[2] is None or match[2] in norms.NORMS)
 
 
 def load(path: str | Path) -> list[dict]:

@@ -1,77 +1,25 @@
 """Reports: the per-run and per-configuration tables, their CSV files, and ``report.md``."""
 
+import errno
 import hashlib
 import json
 import math
-from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from normcheck import __version__, figures, norms, provenance
 from normcheck.atomic import atomic_path
-from normcheck.hypotheses import Verdict, declared, evaluate, headline
+from normcheck.family import Family
 from normcheck.norms import CONTROL
+from normcheck.probe import PROBE_BATCH, PROBE_STEPS
 from normcheck.records import RunResult
-from normcheck.stats import Estimated, t_half_width
+from normcheck.registration import declared
+from normcheck.stats import Estimated
+from normcheck.tables import headline, results_table, summary_table
+from normcheck.verdicts import Verdict
 
-# metrics.csv columns (one row per run), documented in docs/reports.md.
-PARAM_COLUMNS = ["case_id", "lr", "fc_units", "norm", "seed", "split_seed", "epochs",
-                 "batch_size", "weight_decay", "dropout", "base_channels"]
-METRIC_COLUMNS = ["best_val_acc", "best_epoch", "final_val_acc", "final_val_loss",
-                  "final_train_acc", "final_train_loss", "test_acc", "epochs_run",
-                  "initial_train_loss", "diverged", "collapsed", "loss_up", "unstable",
-                  "volatility", "max_grad_norm", "loss_range", "grad_change", "beta_smoothness",
-                  "train_seconds"]
-META_COLUMNS = ["n_val", "num_classes", "device", "mlflow_run_id"]
-COLUMNS = PARAM_COLUMNS + METRIC_COLUMNS + META_COLUMNS
-FLAGS = ["diverged", "collapsed", "loss_up", "unstable"]
-# summary.csv aggregates these per configuration (lr, fc_units, dropout, norm) over replicates
-SUMMARY_METRICS = ["final_val_acc", "test_acc", "best_val_acc", "final_train_acc", "unstable",
-                   "volatility", "max_grad_norm", "beta_smoothness", "train_seconds"]
-CI_METRICS = ["final_val_acc", "test_acc"]  # also given a 95% t interval over replicates
-CELL = ["lr", "fc_units", "dropout", "norm"]
 FIGURES_STAMP = ".normcheck-figures.json"  # what the figures in a folder were drawn from
-
-
-def _sort(frame: pd.DataFrame, extra: list[str]) -> pd.DataFrame:
-    order = {name: i for i, name in enumerate(norms.ordered(frame["norm"].unique()))}
-    return frame.sort_values(CELL + extra,
-                             ascending=[False, True, True, True] + [True] * len(extra),
-                             key=lambda c: c.map(order) if c.name == "norm" else c,
-                             ignore_index=True)
-
-
-def results_table(results: Iterable[RunResult]) -> pd.DataFrame:
-    """One row per run, ordered lr (high first), fc_units, norm, seed."""
-    rows = []
-    for r in results:
-        summary = r.summary()
-        row = {"case_id": r.config.case_id, **r.config.as_dict(), **summary, "n_val": r.n_val,
-               "num_classes": r.num_classes, "device": r.device, "mlflow_run_id": r.run_id}
-        for flag in FLAGS:
-            if not math.isnan(row[flag]):
-                row[flag] = bool(row[flag])
-        row["epochs_run"], row["best_epoch"] = int(row["epochs_run"]), int(row["best_epoch"])
-        rows.append(row)
-    return _sort(pd.DataFrame(rows, columns=COLUMNS), ["seed"])
-
-
-def summary_table(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration: n, and mean and sd of each metric over its replicates; for
-    the headline metrics also a 95% t interval of the mean."""
-    numeric = table[CELL + SUMMARY_METRICS].astype({"unstable": float})
-    grouped = numeric.groupby(CELL, sort=False)[SUMMARY_METRICS]
-    out = grouped.agg(["mean", "std"])
-    out.columns = [f"{metric}_{stat}" for metric, stat in out.columns]
-    n = grouped.size()
-    out.insert(0, "n", n)
-    for metric in CI_METRICS:
-        half = t_half_width(out[f"{metric}_std"] / np.sqrt(n), n - 1)
-        out[f"{metric}_ci_low"] = out[f"{metric}_mean"] - half
-        out[f"{metric}_ci_high"] = out[f"{metric}_mean"] + half
-    return _sort(out.reset_index(), [])
 
 
 def write_tables(table: pd.DataFrame, summary: pd.DataFrame, folder: Path) -> list[Path]:
@@ -169,20 +117,26 @@ def check_writable(folder: Path) -> None:
             tmp.write_bytes(b"0" * 4096)
         (folder / ".normcheck-probe").unlink()
     except OSError as exc:
-        raise ReportError(f"report folder {folder} cannot be written ({exc.strerror or exc}); "
-                          f"free space there or pass a writable --report-dir") from exc
+        why = exc.strerror or str(exc)
+        fix = ("free space there" if exc.errno == errno.ENOSPC else
+               "pass a folder you can write, or create it" if exc.errno in
+               (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR) else "check it")
+        raise ReportError(f"report folder {folder} cannot be written ({why}); {fix}, or pass "
+                          "another --report-dir") from exc
 
 
 def write_reports(results: list[RunResult], folder: Path, verdicts: list[Verdict] | None = None,
-                  context: dict[str, str] | None = None, rounds: str = "") -> list[Path]:
+                  context: dict[str, str] | None = None, rounds: str = "",
+                  family: Family | None = None) -> list[Path]:
     """Write metrics.csv, summary.csv, the figures and report.md; return the paths written.
     ``rounds``: markdown on the rounds of replicates (``--seeds auto``), shown after the
-    verdicts.
+    verdicts; ``family``: the hypotheses the verdicts come from, judged again for the
+    sensitivity section.
 
     Each file is replaced whole or not at all; a write that fails raises :class:`ReportError`.
     """
     try:
-        return _write_all(results, folder, verdicts, context, rounds)
+        return _write_all(results, folder, verdicts, context, rounds, family)
     except ReportError:
         raise
     except OSError as exc:
@@ -244,7 +198,8 @@ def _draw_figures(results: list[RunResult], table: pd.DataFrame, summary: pd.Dat
 
 
 def _write_all(results: list[RunResult], folder: Path, verdicts: list[Verdict] | None,
-               context: dict[str, str] | None, rounds: str) -> list[Path]:
+               context: dict[str, str] | None, rounds: str,
+               family: Family | None) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     table = results_table(results)
     summary = summary_table(table)
@@ -252,15 +207,15 @@ def _write_all(results: list[RunResult], folder: Path, verdicts: list[Verdict] |
     written += _draw_figures(results, table, summary, folder)
     head = headline(table) if verdicts else None
     written.append(_write_markdown(folder / "report.md", table, summary, verdicts or [], head,
-                                   context or {}, [p.name for p in written], rounds))
+                                   context or {}, [p.name for p in written], rounds, family))
     return written
 
 
 def _ci(e: Estimated) -> str:
-    return f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]"
+    return e.format(3, sign=False)
 
 
-def sensitivity(table: pd.DataFrame, verdicts: list[Verdict]) -> str:
+def sensitivity(table: pd.DataFrame, verdicts: list[Verdict], family: Family) -> str:
     """Each verdict judged again, the same way, without replicate 0: the run that may have
     suggested the hypotheses (on the study's grids, the original's own seed and split)."""
     first = table.sort_values("seed").iloc[0]
@@ -270,7 +225,7 @@ def sensitivity(table: pd.DataFrame, verdicts: list[Verdict]) -> str:
     if rest.empty:
         return "Not evaluated without replicate 0: the grid has one replicate."
     try:
-        again = {v.name: v for v in evaluate(rest)}
+        again = {v.name: v for v in family.evaluate(rest)}
     except ValueError as exc:
         return f"Not evaluated without replicate 0 ({exc})."
     lines = [f"Each verdict judged again as a fixed design at alpha "
@@ -286,7 +241,7 @@ def sensitivity(table: pd.DataFrame, verdicts: list[Verdict]) -> str:
 
 
 def answer(verdicts: list[Verdict], head: dict[str, dict[str, Estimated]],
-           table: pd.DataFrame) -> str:
+           table: pd.DataFrame, classes: str = "") -> str:
     """The study's answer in one paragraph: each claim with its number, interval and verdict,
     then the caveats."""
     replicates, cells = table["seed"].nunique(), len(table) // max(table["seed"].nunique(), 1)
@@ -300,9 +255,10 @@ def answer(verdicts: list[Verdict], head: dict[str, dict[str, Estimated]],
             f" and {_ci(head[CONTROL]['test_acc'])} without normalization (each replicate's "
             "mean over every cell; the median replicate, with a 95% sign-test interval).")
     claims = " ".join(f"{v.plain} (**{v.name} {v.outcome}**)." for v in verdicts if v.plain)
+    data = f" ({classes}; 32x32)" if classes else ""
     caveats = (f"Intervals in the claims are read at the level the family's procedure judged "
-               f"each claim at, unless marked 95%. Caveats: one data set (three CIFAR-10 "
-               f"classes, 32x32), {epochs} epochs, one small CNN trained with Adam, and "
+               f"each claim at, unless marked 95%. Caveats: one data set"
+               f"{data}, {epochs} epochs, one small CNN trained with Adam, and "
                f"{replicates} replicates; a verdict says what these runs support, not more.")
     return " ".join([lead, claims, caveats])
 
@@ -332,12 +288,15 @@ def _validation_error(table: pd.DataFrame) -> str:
             f"sampling error is about ±{half:.3f} (95%, binomial). {where}")
 
 
-def _family(verdicts: list[Verdict]) -> str:
+def _family(verdicts: list[Verdict], hypotheses: Family | None) -> str:
     spec = declared()
     family = spec["family"]
+    beside = "".join(f" {name} is registered in {where} ({own['registered']}, commit "
+                     f"{own['commit']})." for name, own, where in
+                     (hypotheses.registrations() if hypotheses else []))
     return (f"Registration: `hypotheses.toml` version {spec['version']} (registered "
             f"{spec['registered']}, {provenance.registration(spec)}; its history says what "
-            f"changed from earlier versions and after seeing what). "
+            f"changed from earlier versions and after seeing what).{beside} "
             f"{', '.join(v.name for v in verdicts)} are one family. What is controlled: the "
             f"chance that any claim made (a hypothesis holds, is non-inferior, superior, or "
             f"refuted) is false is at most {family['alpha']:g}, for any dependence between "
@@ -352,7 +311,8 @@ def _family(verdicts: list[Verdict]) -> str:
 
 def _write_markdown(path: Path, table: pd.DataFrame, summary: pd.DataFrame,
                     verdicts: list[Verdict], head: dict | None, context: dict[str, str],
-                    files: list[str], rounds: str = "") -> Path:
+                    files: list[str], rounds: str = "", hypotheses: Family | None = None
+                    ) -> Path:
     def image(name: str, alt: str) -> str:
         return f"![{alt}]({name})" if name in files else ""
 
@@ -361,20 +321,21 @@ def _write_markdown(path: Path, table: pd.DataFrame, summary: pd.DataFrame,
     h5 = next((v for v in verdicts if v.name == "H5"), None)
     sections = [
         "# normcheck report",
-        answer(verdicts, head, table) if verdicts and head else
+        answer(verdicts, head, table, context.get("classes", "")) if verdicts and head else
         "_No answer: the grid is incomplete, so the hypotheses were not evaluated._",
         f"**Question.** Does {_labels(table)} make a compact CNN less sensitive to learning "
         "rate and "
-        "model capacity, and does it stabilize training? CIFAR-10 classes "
-        f"{context.get('classes', 'cat, dog, horse')}.",
+        "model capacity, and does it stabilize training?"
+        + (f" Classes: {context['classes']}." if context.get("classes") else ""),
         "## Verdicts",
-        _family(verdicts) if verdicts else "",
+        _family(verdicts, hypotheses) if verdicts else "",
         format_verdicts(verdicts) if verdicts else
         "_Hypotheses not evaluated: the grid is incomplete._",
         "\n".join(f"<details><summary>{v.name}: the numbers</summary>\n\n```\n{v.message}\n"
                   "```\n</details>" for v in verdicts),
         f"## Rounds of replicates\n\n{rounds}" if rounds else "",
-        f"## Sensitivity\n\n{sensitivity(table, verdicts)}" if verdicts else "",
+        f"## Sensitivity\n\n{sensitivity(table, verdicts, hypotheses)}"
+        if verdicts and hypotheses else "",
         "## Setup",
         "\n".join(f"- **{key}**: {value}" for key, value in context.items()),
         "## Accuracy",
@@ -391,9 +352,10 @@ def _write_markdown(path: Path, table: pd.DataFrame, summary: pd.DataFrame,
         "Every run: diverged (X), collapsed to chance (v) and loss-went-up (^) runs are marked.",
         image("instability.png", "instability"),
         "## Loss-landscape smoothness (H5)",
-        "Measured once per epoch on a fixed, class-balanced batch of 128 training images "
-        "(drawn with the run's seed), moving along the update Adam would make from that "
-        "batch's gradient by 0.5, 1 and 2 times its length (after Santurkar et al. 2018). "
+        f"Measured once per epoch on a fixed, class-balanced batch of {PROBE_BATCH} training "
+        "images (drawn with the run's seed), moving along the update Adam would make from "
+        f"that batch's gradient by {', '.join(f'{s:g}' for s in PROBE_STEPS[:-1])} and "
+        f"{PROBE_STEPS[-1]:g} times its length (after Santurkar et al. 2018). "
         "Runs that collapsed or diverged are left out of H5 with their pair (hollow markers): "
         "a dead network is trivially smooth.",
         image("smoothness.png", "smoothness"),

@@ -31,8 +31,11 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-from normcheck.hypotheses import Paired, Verdict, declared, gather_paired
+from normcheck.contrasts import Paired
+from normcheck.family import Family
 from normcheck.multiplicity import HOLDS, REFUTED, node, over_looks
+from normcheck.registration import declared
+from normcheck.verdicts import Verdict
 
 SPENDING = ("pocock", "obrien-fleming")
 
@@ -146,6 +149,7 @@ class Rounds:
     """A study's looks so far."""
 
     design: Design
+    family: Family
     looks: list[Look] = field(default_factory=list)
 
     @property
@@ -186,10 +190,9 @@ class Rounds:
             return None
         return self.design.looks()[len(self.looks)]
 
-    def look(self, results: "pd.DataFrame | Paired", spec: dict | None = None) -> Look:
+    def look(self, results: "pd.DataFrame | Paired") -> Look:
         """Judge the family on the next look's replicates of ``results`` (a metrics table or
         its ``Paired`` arrays, which must have them)."""
-        spec = spec or declared()
         n = self.next_replicates()
         if n is None:
             raise ValueError("the study is already decided")
@@ -197,12 +200,12 @@ class Rounds:
         if len(paired.seeds) < n:
             raise ValueError(f"look {len(self.looks) + 1} needs {n} replicates; the table "
                              f"has {len(paired.seeds)}")
-        family = gather_paired(paired.first(n), spec)
+        family = self.family.gather(paired.first(n))
         shares = self.design.look_alphas()
         k = len(self.looks)
         alpha = self.design.alpha
         p = over_looks([look.p for look in self.looks] + [family.p], shares, alpha)
-        verdicts, decisions = family.judge(p, alpha, shares[k], spec)
+        verdicts, decisions = family.judge(p, alpha, shares[k])
         weights = {j: level / alpha for j, level in decisions.levels.items()}
         look = Look(n, shares[k], family.p, verdicts, weights)
         if n < self.design.max_seeds:
@@ -257,10 +260,10 @@ class Rounds:
                           for look in self.looks]}
 
     @classmethod
-    def from_dict(cls, design: Design, data: dict) -> "Rounds":
+    def from_dict(cls, design: Design, family: Family, data: dict) -> "Rounds":
         """Looks written by ``to_dict``; refused if they were taken under another design."""
         check(design, data)
-        rounds = cls(design)
+        rounds = cls(design, family)
         for look in data["looks"]:
             rounds.looks.append(Look(look["replicates"], look["share"], look["p"],
                                      [Verdict.from_dict(v) for v in look["verdicts"]],
@@ -277,19 +280,19 @@ class Rounds:
                           for look in self.looks]}
 
     @classmethod
-    def from_record(cls, design: Design, record: dict, results: "pd.DataFrame | Paired",
-                    spec: dict | None = None) -> "Rounds":
+    def from_record(cls, design: Design, family: Family, record: dict,
+                    results: "pd.DataFrame | Paired") -> "Rounds":
         """The looks a store recorded (``to_record``), taken again on ``results``: refused
         if they were taken under another design, or on other runs (their p-values differ)."""
         check(design, record)
         paired = results if isinstance(results, Paired) else Paired(results)
-        rounds = cls(design)
+        rounds = cls(design, family)
         for k, stored in enumerate(record["looks"], start=1):
             if rounds.next_replicates() != stored["replicates"] or \
                     len(paired.seeds) < stored["replicates"]:
                 raise LooksChanged(f"look {k} was taken on {stored['replicates']} replicates, "
                                    f"and the store now has the runs of {len(paired.seeds)}")
-            taken = rounds.look(paired, spec)
+            taken = rounds.look(paired)
             changed = [c for c, p in stored["p"].items()
                        if abs(taken.p.get(c, math.nan) - p) > 1e-9 * max(1.0, abs(p))]
             if changed or set(taken.p) != set(stored["p"]):
@@ -390,12 +393,12 @@ def needed_for(p: float, n: int, level: float) -> int | None:
     return math.ceil(n * (_z(level) / z) ** 2)
 
 
-def run(results: "pd.DataFrame | Paired", design: Design, spec: dict | None = None,
+def run(results: "pd.DataFrame | Paired", design: Design, family: Family,
         start: Rounds | None = None) -> Rounds:
     """Every look the results' replicates allow, after ``start``'s looks (looks already
     taken), stopping once the study is done."""
     paired = results if isinstance(results, Paired) else Paired(results)
-    rounds = start or Rounds(design)
+    rounds = start or Rounds(design, family)
     while not rounds.done and rounds.next_replicates() <= len(paired.seeds):
-        rounds.look(paired, spec)
+        rounds.look(paired)
     return rounds

@@ -25,9 +25,11 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from normcheck import hypotheses as h
-from normcheck.hypotheses import Paired, declared
+from normcheck.assertions import values_of
+from normcheck.contrasts import Paired, span_weights
+from normcheck.family import Family, Gathered, verdict_name
 from normcheck.multiplicity import HOLDS, REFUTED, SUPERIOR
+from normcheck.registration import declared
 from normcheck.stats import Proportion
 
 LRS, FCS = (0.01, 0.003, 0.001), (32, 64, 128)
@@ -250,69 +252,63 @@ class Simulator:
 
 @dataclass(frozen=True)
 class TrueValues:
-    """Each contrast's value under a truth, keyed like ``contrasts``, and a tolerance within
-    which a truth counts as at its boundary (the Monte Carlo error of computing it, and more)."""
+    """What each part of each verdict estimates under a truth (keyed by verdict name, in its
+    parts' order), and a tolerance within which a truth counts as at its boundary (the Monte
+    Carlo error of computing it, and more)."""
 
-    values: dict[str, float]
-    tolerance: dict[str, float]
+    values: dict[str, list[float]]
+    tolerance: dict[str, list[float]]
 
-    def __getitem__(self, key: str) -> float:
-        return self.values[key]
+    def __getitem__(self, name: str) -> list[float]:
+        return self.values[name]
 
 
 CENTERS = {"median": np.nanmedian, "mean": np.nanmean}
 
 
-def _arm_values(c: h.Contrasts, margin4: float, center: str) -> dict[str, float]:
-    """One arm's contrasts from many simulated replicates: their medians (``center``
-    "mean": means, for comparing a method for means), H2.1 as the share of replicates where
-    no-norm had more unstable runs among those where the arms differ, H4 as the reduction of
-    the interaction's size."""
-    more = c["H2.1"]
-    differ = np.count_nonzero(more)
-    median = {k: float(CENTERS[center](c[k])) for k in ("H1", "H2.2", "H3", "H4.1", "H4.2",
-                                                         "H5")}
-    return {"H1": median["H1"], "H2.1": (more > 0).sum() / differ if differ else 0.5,
-            "H2.2": median["H2.2"], "H3": median["H3"],
-            "H4": abs(median["H4.1"]) - abs(median["H4.2"]) - margin4,
-            "H4.1": median["H4.1"], "H4.2": median["H4.2"], "H5": median["H5"]}
+def contrasts(gathered: Gathered) -> dict[str, np.ndarray]:
+    """Each verdict's contrasts per replicate, keyed by verdict name, ``.1``, ``.2`` ... when
+    it has several (``H2.1``, ``H4-layernorm.2``)."""
+    out = {}
+    for name, e in zip(gathered.names, gathered.evidence, strict=True):
+        arrays = values_of(e.claim)
+        for k, a in enumerate(arrays, start=1):
+            out[name if len(arrays) == 1 else f"{name}.{k}"] = a
+    return out
 
 
-def _contrast_values(truth: Truth, replicates: int, seed: int, spec: dict, center: str
-                     ) -> dict[str, dict[str, float]]:
-    """verdict name suffix -> its contrasts, from ``replicates`` simulated replicates."""
+def _part_values(truth: Truth, family: Family, replicates: int, seed: int,
+                 center: str) -> dict[str, list[float]]:
+    """verdict name -> what its parts estimate, from ``replicates`` simulated replicates."""
     paired = Simulator(truth.with_replicates(replicates)).paired(np.random.default_rng(seed))
-    arms = list(truth.norms[1:])
-    return {h.verdict_name("", arm, arms): _arm_values(h.contrasts(paired, spec, arm),
-                                                       spec["H4"]["margin"], center)
-            for arm in arms}
+    gathered = family.gather(paired, describe=False)
+    return {name: e.claim.true_values(CENTERS[center])
+            for name, e in zip(gathered.names, gathered.evidence, strict=True)}
 
 
 @lru_cache(maxsize=64)
-def _true_values_cached(key: tuple, truth: Truth, replicates: int, center: str) -> TrueValues:
-    spec = declared()
-    batches = [_contrast_values(truth, replicates // 20, 10_000 + i, spec, center)
+def _true_values_cached(key: tuple, truth: Truth, family: Family, replicates: int,
+                        center: str) -> TrueValues:
+    batches = [_part_values(truth, family, replicates // 20, 10_000 + i, center)
                for i in range(20)]
-    whole = _contrast_values(truth, replicates, 2026, spec, center)
+    whole = _part_values(truth, family, replicates, 2026, center)
     values, tolerance = {}, {}
-    for arm, contrasts in whole.items():
-        for name, value in contrasts.items():
-            key_ = f"{name}{arm}"
-            # the whole run's Monte Carlo standard error, from 20 batches of a twentieth each
-            se = np.std([b[arm][name] for b in batches], ddof=1) / math.sqrt(20)
-            values[key_] = float(value)
-            tolerance[key_] = float(max(4 * se, 1e-6))  # 4 standard errors, and at least 1e-6
+    for name, parts in whole.items():
+        values[name] = [float(v) for v in parts]
+        # the whole run's Monte Carlo standard error, from 20 batches of a twentieth each
+        se = [np.std([b[name][k] for b in batches], ddof=1) / math.sqrt(20)
+              for k in range(len(parts))]
+        tolerance[name] = [float(max(4 * e, 1e-6)) for e in se]  # 4 se, and at least 1e-6
     return TrueValues(values, tolerance)
 
 
-def true_values(truth: Truth, replicates: int = TRUE_REPLICATES,
+def true_values(truth: Truth, family: Family, replicates: int = TRUE_REPLICATES,
                 center: str = "median") -> TrueValues:
-    """What each contrast of ``hypotheses.evaluate`` estimates under ``truth``, keyed ``H1``,
-    ``H2.1``, ``H2.2``, ``H3``, ``H4`` (the reduction of the interaction's size minus H4's
-    margin), ``H4.1``, ``H4.2``, ``H5`` (with ``-layernorm`` etc. when the truth has several
-    arms), computed on ``replicates`` simulated replicates with fixed random numbers.
+    """What each part of each verdict of ``family`` estimates under ``truth``: the claim's
+    own estimand (the median of the replicates' contrast, a share, a reduction of sizes),
+    computed on ``replicates`` simulated replicates with fixed random numbers.
     ``center="mean"`` gives the contrasts' means instead of their medians."""
-    return _true_values_cached(truth.key(), truth, replicates, center)
+    return _true_values_cached(truth.key(), truth, family, replicates, center)
 
 
 # -- truths at the boundary ---------------------------------------------------------------------
@@ -327,13 +323,13 @@ def _pattern(truth: Truth, kind: str) -> np.ndarray:
         return np.ones((len(x), len(u)))
     if kind == "slope":
         return np.repeat(cx[:, None], len(u), axis=1)  # least-squares slope of cx is 1
-    span = np.outer(h._span_weights(list(truth.lrs), math.log10),
-                    h._span_weights(list(truth.fcs), math.log2))
+    span = np.outer(span_weights(list(truth.lrs), math.log10),
+                    span_weights(list(truth.fcs), math.log2))
     shape = np.outer(cx, cu)
     return shape / np.sum(span * shape)
 
 
-def boundary_truth(base: Truth, collapse: float = 0.1, name: str | None = None,
+def boundary_truth(base: Truth, family: Family, collapse: float = 0.1, name: str | None = None,
                    replicates: int = 40_000, sweeps: int = 40, center: str = "median"
                    ) -> Truth:
     """``base`` moved until every hypothesis of every arm is exactly at its boundary, the
@@ -369,8 +365,10 @@ def boundary_truth(base: Truth, collapse: float = 0.1, name: str | None = None,
             truth = replace(truth, acc=acc, log_beta=log_beta)
             paired = Simulator(truth.with_replicates(replicates)).paired(
                 np.random.default_rng(7))
-            c = h.contrasts(paired, spec, arm or arms[0])
-            error = float(CENTERS[center](c[contrast])) - target
+            c = contrasts(family.gather(paired, describe=False))
+            hypothesis, _, part = contrast.partition(".")
+            key = verdict_name(hypothesis, arm or arms[0], arms) + (f".{part}" if part else "")
+            error = float(CENTERS[center](c[key])) - target
             moved = max(moved, abs(error))
             if kind == "low":
                 acc[low, :, 0] -= error
@@ -404,54 +402,25 @@ def norms_truth(base: Truth, names: tuple[str, ...] = ("none", "batchnorm", "lay
 
 # -- verdicts against the truth ----------------------------------------------------------------
 
-def _split(name: str) -> tuple[str, str]:
-    """``H1-layernorm`` -> (``H1``, ``-layernorm``); ``H1`` -> (``H1``, "")."""
-    base, _, arm = name.partition("-")
-    return base, f"-{arm}" if arm else ""
-
-
-def claim_is_false(name: str, claim: str, truth: TrueValues, spec: dict) -> bool:
-    """Whether ``claim`` (holds, superior, refuted) of verdict ``name`` is false under the
-    truth. A truth within its tolerance of a boundary counts as at the boundary, where the
-    claims on both sides are false."""
-    base, arm = _split(name)
-
-    def beyond(key: str, boundary: float = 0.0) -> int:  # +1 above, -1 below, 0 at
-        value, tol = truth[key + arm] - boundary, truth.tolerance[key + arm]
-        return 1 if value > tol else -1 if value < -tol else 0
-
-    if base == "H1":
-        m = spec["H1"]["margin"]
-        side = {HOLDS: beyond("H1", -m) > 0, SUPERIOR: beyond("H1") > 0,
-                REFUTED: beyond("H1", -m) < 0}
-        return not side[claim]
-    if base == "H2":
-        parts = [beyond("H2.1", 0.5), beyond("H2.2")]
-        return not (all(p > 0 for p in parts) if claim == HOLDS else any(p < 0 for p in parts))
-    side = beyond(base)  # H3, H5; H4: its reduction minus the margin
-    return not (side > 0 if claim == HOLDS else side < 0)
-
-
 OUTCOME_CLAIM = {"holds": HOLDS, "non-inferior": HOLDS, "superior": SUPERIOR, "refuted": REFUTED}
 
 
-def false_verdict(name: str, verdict: str, truth: TrueValues, spec: dict) -> bool:
+def claim_is_false(name: str, claim: str, truth: TrueValues, gathered: Gathered) -> bool:
+    """Whether ``claim`` (holds, superior, refuted) of verdict ``name`` is false under the
+    truth. A truth within its tolerance of a boundary counts as at the boundary, where the
+    claims on both sides are false."""
+    evidence = gathered.evidence[gathered.names.index(name)]
+    return evidence.claim.is_false(claim, truth.values[name], truth.tolerance[name])
+
+
+def false_verdict(name: str, verdict: str, truth: TrueValues, gathered: Gathered) -> bool:
     """Whether ``verdict`` claims something the truth contradicts (inconclusive never does; a
-    superior H1 claims non-inferiority too)."""
+    superior verdict claims "holds" too)."""
     if verdict == "inconclusive":
         return False
-    if verdict == "superior" and claim_is_false(name, HOLDS, truth, spec):
+    if verdict == "superior" and claim_is_false(name, HOLDS, truth, gathered):
         return True
-    return claim_is_false(name, OUTCOME_CLAIM[verdict], truth, spec)
-
-
-def contrast_truth(verdict, truth: TrueValues) -> list[float]:
-    """The true value of each part of ``verdict``, in its parts' order."""
-    base, arm = _split(verdict.name)
-    m4 = declared()["H4"]["margin"]
-    keys = {"H1": ["H1"], "H2": ["H2.1", "H2.2"], "H3": ["H3"], "H4": ["H4"], "H5": ["H5"]}
-    out = [truth[k + arm] for k in keys[base]]
-    return [out[0] + m4] if base == "H4" else out
+    return claim_is_false(name, OUTCOME_CLAIM[verdict], truth, gathered)
 
 
 def rate(k: int, n: int) -> tuple[float, float, float]:
@@ -493,35 +462,35 @@ class Calibration:
         return {k: (int(np.sum(np.array(p) <= q)), len(p)) for k, p in self.p_values.items()}
 
 
-def calibrate(truth: Truth, sims: int, seed: int = 0, spec: dict | None = None,
+def calibrate(truth: Truth, family: Family, sims: int, seed: int = 0,
               center: str = "median") -> Calibration:
     """Judge ``sims`` simulated studies as the suite does and count verdicts, false verdicts,
     95% coverage and the p-values of claims that are false under the truth (``center``:
     which truth, see ``true_values``)."""
-    spec = spec or declared()
-    simulator, values = Simulator(truth), true_values(truth, center=center)
-    alpha = spec["family"]["alpha"]
+    simulator, values = Simulator(truth), true_values(truth, family, center=center)
+    alpha = family.alpha
     outcomes: dict[str, dict[str, int]] = {}
     false: dict[str, int] = {}
     covered: dict[str, int] = {}
     p_values: dict[str, list[float]] = {}
     family_false = all_decided = 0
     for i in range(sims):
-        family = h.gather_paired(simulator.paired(np.random.default_rng([seed, i])), spec)
-        verdicts = family.verdicts(family.p, alpha, alpha, spec)
-        for key, p in family.p.items():
+        gathered = family.gather(simulator.paired(np.random.default_rng([seed, i])),
+                                 describe=False)
+        verdicts = gathered.verdicts(gathered.p, alpha, alpha)
+        for key, p in gathered.p.items():
             name, claim = key.rsplit(":", 1)
-            if claim_is_false(name, claim, values, spec):
+            if claim_is_false(name, claim, values, gathered):
                 p_values.setdefault(key, []).append(p)
         all_decided += all(v.outcome != "inconclusive" for v in verdicts)
         any_false = False
         for v in verdicts:
             counts = outcomes.setdefault(v.name, {})
             counts[v.outcome] = counts.get(v.outcome, 0) + 1
-            wrong = false_verdict(v.name, v.outcome, values, spec)
+            wrong = false_verdict(v.name, v.outcome, values, gathered)
             false[v.name] = false.get(v.name, 0) + wrong
             any_false |= wrong
-            for k, (part, true) in enumerate(zip(v.parts, contrast_truth(v, values),
+            for k, (part, true) in enumerate(zip(v.parts, values[v.name],
                                                  strict=True)):
                 key = v.name if len(v.parts) == 1 else f"{v.name}.{k + 1}"
                 e = part.estimate.at(0.95)
@@ -555,26 +524,26 @@ class SequentialCalibration:
         return float(np.mean(self.replicates))
 
 
-def calibrate_sequential(truth: Truth, design, sims: int, seed: int = 0,
-                         spec: dict | None = None) -> SequentialCalibration:
+def calibrate_sequential(truth: Truth, family: Family, design, sims: int,
+                         seed: int = 0) -> SequentialCalibration:
     """Run ``design`` on ``sims`` studies drawn from ``truth`` with its full budget of
     replicates; each stops where the design says, and its decisions are checked."""
     from normcheck import sequential
 
-    spec = spec or declared()
     simulator = Simulator(truth.with_replicates(design.max_seeds))
-    values = true_values(truth)
+    values = true_values(truth, family)
+    claims = family.gather(simulator.paired(np.random.default_rng(seed)), describe=False)
     decided: dict[str, int] = {}
     false: dict[str, int] = {}
     to_decide: dict[str, float] = {}
     family_false = all_decided = futile = 0
     replicates = []
     for i in range(sims):
-        run = sequential.run(simulator.paired(np.random.default_rng([seed, i])), design, spec)
+        run = sequential.run(simulator.paired(np.random.default_rng([seed, i])), design, family)
         any_false = False
         for v in run.verdicts():
             is_decided = v.outcome != "inconclusive"
-            wrong = false_verdict(v.name, v.outcome, values, spec)
+            wrong = false_verdict(v.name, v.outcome, values, claims)
             decided[v.name] = decided.get(v.name, 0) + is_decided
             at = run.decided_at(v.name) or run.looks[-1].replicates
             to_decide[v.name] = to_decide.get(v.name, 0) + at / sims

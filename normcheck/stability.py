@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PROBE_BATCH = 128  # images in the fixed probe batch, the classes equally represented
-PROBE_STEPS = (0.5, 1.0, 2.0)  # distances moved, as multiples of the optimizer's update
+from normcheck.probe import PROBE_STEPS
 
 Update = Callable[[list[torch.Tensor]], list[torch.Tensor]]
 

@@ -91,8 +91,13 @@ class Estimated:
     def to_dict(self) -> dict:
         return {"kind": type(self).__name__, **asdict(self)}
 
+    def format(self, digits: int = 4, sign: bool = True) -> str:
+        """``value [low, high]``: every renderer's one way to show an estimate."""
+        show = (lambda x: signed(x, digits)) if sign else (lambda x: f"{x:.{digits}f}")
+        return f"{show(self.value)} [{show(self.low)}, {show(self.high)}]"
+
     def __str__(self) -> str:
-        return f"{signed(self.value)} [{signed(self.low)}, {signed(self.high)}]"
+        return self.format()
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ Across sessions the MLflow experiment is the record: a configuration whose FINIS
 configuration hash) is there is reused, not trained again. A configuration is looked up and
 trained under its claim (``normcheck.claims``: file locks on one machine, PostgreSQL across
 machines); runs a killed session left RUNNING, and FAILED ones, are marked stale and their
-configuration trains again. With a ``remote`` engine (``normcheck.cluster``), configurations
-train on a Ray cluster and this process only collects their results.
+configuration trains again. With ``--engine ray`` (``normcheck.cluster``), configurations
+train on a Ray cluster, which records its results here.
 """
 
 import json
@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
-from normcheck import __version__
 from normcheck.atomic import atomic_path
-from normcheck.claims import Claims, FileClaims
+from normcheck.claims import Claims, FileClaims, lock_folder
 from normcheck.records import DataSpec, EpochMetrics, RunResult, TrainConfig, config_hash
-from normcheck.tracking import Tracker, load_results
+from normcheck.tracking import Tracker, finish_tags, load_results, run_params, run_tags
 
 if TYPE_CHECKING:  # torch, the data and the trainer load only in a process that trains
+    from collections.abc import Callable
+
     import torch
 
-    from normcheck.cluster import RayRunner
     from normcheck.data import Images, SplitData
     from normcheck.train import DeviceData
 
@@ -55,9 +55,7 @@ class Study:
     cache_dir: Path | None = None
     retrain: bool = False  # train even where the experiment has a finished run
     fingerprints: dict[int, str] = field(default_factory=dict)  # split seed -> data fingerprint
-    claims: Claims | None = None  # None: file locks beside the store (see Tracker.lock_folder)
-    remote: "RayRunner | None" = None  # trains on a cluster instead of in this process
-    node: str | None = None  # the Ray node this process trains on, tagged on its runs
+    claims: Claims | None = None  # None: file locks beside the store (claims.lock_folder)
     _images: "Images | None" = field(default=None, repr=False)
     _split: "SplitData | None" = field(default=None, repr=False)  # the latest split drawn
     _device_data: "DeviceData | None" = field(default=None, repr=False)  # and on the device
@@ -120,8 +118,6 @@ class Study:
         path = self._path(config)
         if path.exists():
             return _read(path)[0]
-        if self.remote is not None:
-            return self.remote.result(config)
         with FileLock(f"{path}.lock"):
             if not path.exists():
                 result, origin = self._reuse_or_train(config)
@@ -172,7 +168,7 @@ class Study:
     def claimed(self) -> Claims:
         """The claims configurations are trained under (file locks unless given others)."""
         if self.claims is None:
-            self.claims = FileClaims(self.tracker.lock_folder(), self.tracker.experiment_id)
+            self.claims = FileClaims(lock_folder(self.tracker.uri), self.tracker.experiment_id)
         return self.claims
 
     def finished_or_clear(self, config: TrainConfig) -> RunResult | None:
@@ -193,51 +189,47 @@ class Study:
 
     def train_and_log(self, config: TrainConfig) -> RunResult:
         """Train ``config`` on this process's device, logging it as an MLflow run."""
-        from normcheck.train import train
+        split = self.splits(config.split_seed)
+        return train_and_log(config, lambda: self.data(config.split_seed), split,
+                             self.tracker, self.training_device(), self.log_model)
 
-        run_id = None
-        if self.tracker is not None:
-            run_id = self.tracker.start_run(config.case_id, self._params(config),
-                                            self._tags(config))
-        try:  # from here on, a run that does not finish is marked FAILED, saying why
-            log.info("training %s on %s (MLflow run %s)", config.case_id,
-                     self.training_device(), run_id)
-            result, model = train(config, self.data(config.split_seed),
-                                  on_epoch=lambda m: self._on_epoch(run_id, m))
-            if run_id is not None:
-                self.tracker.finish(run_id, result.summary(),
-                                    {"normcheck.diverged": str(result.diverged).lower()},
-                                    model if self.log_model else None)
-                result = replace(result, run_id=run_id)
-        except BaseException as exc:
-            if run_id is not None:
-                self.tracker.fail(run_id, "interrupted" if isinstance(exc, KeyboardInterrupt)
-                                  else f"{type(exc).__name__}: {exc}"[:500])
-            raise
-        log.info("%s: best val acc %.3f%s", config.case_id, result.best_val_acc,
-                 " (diverged)" if result.diverged else "")
-        return result
 
-    def _on_epoch(self, run_id: str | None, m: EpochMetrics) -> None:
+def train_and_log(config: TrainConfig, data: "Callable[[], DeviceData]", split: "SplitData",
+                  tracker: Tracker | None, device: "torch.device", log_model: bool = False,
+                  node: str | None = None) -> RunResult:
+    """Train ``config`` on ``data`` (the split on the device), logged as an MLflow run that
+    is marked FAILED, saying why, if training does not finish."""
+    from normcheck.train import train
+
+    run_id = None
+    if tracker is not None:
+        run_id = tracker.start_run(
+            config.case_id, run_params(config, split.classes, split.protocol, split.source,
+                                       (len(split.train_y), len(split.val_y), len(split.test_y))),
+            run_tags(config, config_hash(config, split.fingerprint), split.fingerprint,
+                     str(device), node))
+
+    def on_epoch(m: EpochMetrics) -> None:
         log.info("  epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f",
                  m.epoch, m.train_loss, m.train_acc, m.val_loss, m.val_acc)
         if run_id is not None:
-            self.tracker.log_metrics(run_id, m.metrics(), step=m.epoch)
+            tracker.log_metrics(run_id, m.metrics(), step=m.epoch)
 
-    def _params(self, config: TrainConfig) -> dict[str, object]:
-        s = self.splits(config.split_seed)
-        return {**config.as_dict(), "classes": ",".join(s.classes), "protocol": s.protocol,
-                "source": s.source, "n_train": len(s.train_y), "n_val": len(s.val_y),
-                "n_test": len(s.test_y)}
-
-    def _tags(self, config: TrainConfig) -> dict[str, str]:
-        return {"normcheck.config_hash": self.key(config),
-                "normcheck.case_id": config.case_id,
-                "normcheck.cell_id": config.cell_id,
-                "normcheck.data_fingerprint": self.fingerprint(config.split_seed),
-                "normcheck.version": __version__,
-                "normcheck.device": str(self.training_device()),
-                **({"normcheck.ray_node": self.node} if self.node else {})}
+    try:  # from here on, a run that does not finish is marked FAILED, saying why
+        log.info("training %s on %s (MLflow run %s)", config.case_id, device, run_id)
+        result, model = train(config, data(), on_epoch=on_epoch)
+        if run_id is not None:
+            tracker.finish(run_id, result.summary(), finish_tags(result),
+                           model if log_model else None)
+            result = replace(result, run_id=run_id)
+    except BaseException as exc:
+        if run_id is not None:
+            tracker.fail(run_id, "interrupted" if isinstance(exc, KeyboardInterrupt)
+                         else f"{type(exc).__name__}: {exc}"[:500])
+        raise
+    log.info("%s: best val acc %.3f%s", config.case_id, result.best_val_acc,
+             " (diverged)" if result.diverged else "")
+    return result
 
 
 def _write(path: Path, result: RunResult, origin: str) -> None:

@@ -6,7 +6,7 @@ database. Server and other database URIs need no lock.
 """
 
 import contextlib
-import hashlib
+import json
 import os
 import time
 from functools import cached_property
@@ -16,7 +16,7 @@ from typing import Any
 from filelock import FileLock
 
 from normcheck.records import EpochMetrics, RunResult, TrainConfig
-from normcheck.uris import redact, redact_text, unreachable
+from normcheck.uris import redact, redact_text, sqlite_path, unreachable
 
 DEFAULT_EXPERIMENT = "normcheck"
 
@@ -28,13 +28,6 @@ class TrackingError(RuntimeError):
 def default_tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else an SQLite file ``mlflow.db`` in the working folder."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri.removeprefix("sqlite:///")
-    return None if path in ("", ":memory:") else Path(path)
 
 
 def _check_reachable(uri: str) -> None:
@@ -69,7 +62,7 @@ def _experiment_id(client: Any, name: str) -> str:
 
 def _store_lock(uri: str) -> contextlib.AbstractContextManager:
     """The inter-process lock beside an SQLite store's file; a no-op for other stores."""
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     return FileLock(f"{db}.lock") if db else contextlib.nullcontext()
 
 
@@ -99,7 +92,7 @@ class Tracker:
         from mlflow import MlflowClient
 
         _check_reachable(uri)
-        db = _sqlite_path(uri)
+        db = sqlite_path(uri)
         if db is not None:
             try:
                 db.parent.mkdir(parents=True, exist_ok=True)
@@ -116,17 +109,6 @@ class Tracker:
             raise TrackingError(f"MLflow tracking store {redact(uri)} cannot be used: "
                                 f"{redact_text(str(exc), uri)}") from None
         return cls(uri, experiment_id)
-
-    def lock_folder(self) -> Path:
-        """Where this store's file claims live (see ``normcheck.claims``): beside an SQLite
-        file, else in the cache, one folder per store."""
-        db = _sqlite_path(self.uri)
-        if db is not None:
-            return Path(f"{db}.normcheck-locks")
-        from normcheck.data import default_cache_dir
-
-        store = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
-        return default_cache_dir() / "locks" / store
 
     def _search(self, config_hash: str, status: str | None = None) -> list[Any]:
         query = f"tags.`normcheck.config_hash` = '{config_hash}'"
@@ -237,6 +219,49 @@ class Tracker:
 
 HISTORY_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "loss_range",
                    "grad_change", "beta_smoothness")
+HISTORY_TAG = "normcheck.history"  # every epoch's metrics, so a load needs no query per run
+
+
+# -- the run schema: what a normcheck run holds, written and read here alone ---------------
+
+def run_params(config: TrainConfig, classes: tuple[str, ...], protocol: str, source: str,
+               sizes: tuple[int, int, int]) -> dict[str, Any]:
+    """A run's parameters: its configuration and the data it trained on."""
+    return {**config.as_dict(), "classes": ",".join(classes), "protocol": protocol,
+            "source": source, "n_train": sizes[0], "n_val": sizes[1], "n_test": sizes[2]}
+
+
+def run_tags(config: TrainConfig, key: str, fingerprint: str, device: str,
+             node: str | None = None) -> dict[str, str]:
+    """A run's tags when it starts: how it is found again (its configuration hash)."""
+    from normcheck import __version__
+
+    return {"normcheck.config_hash": key, "normcheck.case_id": config.case_id,
+            "normcheck.cell_id": config.cell_id, "normcheck.data_fingerprint": fingerprint,
+            "normcheck.version": __version__, "normcheck.device": device,
+            **({"normcheck.ray_node": node} if node else {})}
+
+
+def finish_tags(result: RunResult) -> dict[str, str]:
+    """A run's tags when it finishes: whether it diverged, and its history in one tag."""
+    history = {k: [getattr(m, k) for m in result.history] for k in HISTORY_METRICS}
+    history["epoch"] = [m.epoch for m in result.history]
+    return {"normcheck.diverged": str(result.diverged).lower(),
+            HISTORY_TAG: json.dumps(history)}
+
+
+def data_fingerprints(runs: list[Any], run_ids: set[str],
+                      split_seed: int | None = None) -> set[str]:
+    """The data fingerprints of these runs (``split_seed``: of those on that split only)."""
+    return {str(r.data.tags.get("normcheck.data_fingerprint")) for r in runs
+            if r.info.run_id in run_ids and
+            (split_seed is None or int(r.data.params.get("split_seed", -1)) == split_seed)}
+
+
+def run_classes(runs: list[Any], run_ids: set[str]) -> set[str]:
+    """The classes these runs trained on, as each run recorded them."""
+    return {r.data.params["classes"].replace(",", ", ") for r in runs
+            if r.info.run_id in run_ids and r.data.params.get("classes")}
 
 
 def newest_finished(runs: list[Any]) -> dict[str, Any]:
@@ -246,6 +271,22 @@ def newest_finished(runs: list[Any]) -> dict[str, Any]:
         if run.info.status == "FINISHED" and "normcheck.config_hash" in run.data.tags:
             newest[run.data.tags["normcheck.config_hash"]] = run
     return newest
+
+
+def _history(tracker: Tracker, run: Any) -> tuple[EpochMetrics, ...]:
+    """A run's epochs: from its history tag, or (a run logged before the tag existed) from
+    MLflow's metric history, one query per metric."""
+    kept = run.data.tags.get(HISTORY_TAG)
+    if kept:
+        series = json.loads(kept)
+        return tuple(EpochMetrics(step, *(series[k][i] for k in HISTORY_METRICS))
+                     for i, step in enumerate(series["epoch"]))
+    with tracker.locked():
+        series = {k: {x.step: x.value for x in tracker.client.get_metric_history(
+            run.info.run_id, k)} for k in HISTORY_METRICS}
+    return tuple(EpochMetrics(step, *(series[k].get(step, float("nan"))
+                                      for k in HISTORY_METRICS))
+                 for step in sorted(series["val_acc"]))
 
 
 def load_results(tracker: Tracker, runs: list[Any] | None = None) -> list[RunResult]:
@@ -259,14 +300,8 @@ def load_results(tracker: Tracker, runs: list[Any] | None = None) -> list[RunRes
         p, m = run.data.params, run.data.metrics
         config = TrainConfig(**{f: kind(p[f]) for f, kind in TrainConfig.__annotations__.items()
                                 if f in p})
-        with tracker.locked():
-            series = {k: {x.step: x.value for x in tracker.client.get_metric_history(
-                run.info.run_id, k)} for k in HISTORY_METRICS}
-        history = tuple(EpochMetrics(step, *(series[k].get(step, float("nan"))
-                                             for k in HISTORY_METRICS))
-                        for step in sorted(series["val_acc"]))
         results.append(RunResult(
-            config, history, test_acc=m.get("test_acc", float("nan")),
+            config, _history(tracker, run), test_acc=m.get("test_acc", float("nan")),
             initial_train_loss=m.get("initial_train_loss", float("nan")),
             diverged=bool(m.get("diverged", 0)), max_grad_norm=m.get("max_grad_norm", 0.0),
             train_seconds=m.get("train_seconds", 0.0), device=run.data.tags.get(

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from normcheck.data import SplitData
 from normcheck.model import CompactCNN
 from normcheck.optimizer import Adam
+from normcheck.probe import PROBE_BATCH
 from normcheck.records import EpochMetrics, RunResult, TrainConfig
-from normcheck.stability import PROBE_BATCH, landscape_probe, probe_batch
+from normcheck.stability import landscape_probe, probe_batch
 
 EVAL_BATCH = 256
 

@@ -2,9 +2,18 @@
 checked for a listener in seconds rather than after a client library's retries."""
 
 import socket
+from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 CONNECT_TIMEOUT_S = 5
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The file of an ``sqlite:///`` URI (None for any other store, or an in-memory one)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///")
+    return None if path in ("", ":memory:") else Path(path)
 
 
 def redact(uri: str) -> str:

@@ -7,15 +7,11 @@ import pickle
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from scipy import stats as scipy_stats
-
-from normcheck.stats import Estimated
 
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                "truck"]
@@ -157,55 +153,12 @@ def suite(pytester: pytest.Pytester, seed_batches: Path, empty_store: Path,
     """The experiment suite with a tiny grid (``tiny.toml``: 8 configurations, one replicate) in ``pytester``'s
     folder, and no MLflow store yet (``suite.with_empty_store()`` copies in an empty one). Test
     modules using it load the ``pytester`` plugin."""
-    for name in ("conftest.py", "test_grid.py", "test_hypotheses.py"):
-        (pytester.path / name).write_text((EXPERIMENTS / name).read_text())
+    for path in EXPERIMENTS.glob("*.py"):
+        (pytester.path / path.name).write_text(path.read_text())
     (pytester.path / "tiny.toml").write_text(TINY_GRID)
     monkeypatch.setenv("NORMCHECK_CACHE", str(pytester.path / "cache"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return Suite(pytester, seed_batches, empty_store)
-
-
-@dataclass(frozen=True)
-class TMean(Estimated):
-    """Broken on purpose, as version 4 decided: the mean of the replicates' values with a t
-    interval (s / sqrt(R)), zero wide and p = 0 when the values do not vary. Tests patch
-    ``hypotheses._median`` with ``TMean.of`` to see their checks fail."""
-
-    values: tuple[float, ...]
-    level: float = 0.95
-    missing: int = 0
-
-    @classmethod
-    def of(cls, values, level: float = 0.95) -> "TMean":
-        array = np.asarray(values, dtype=float).ravel()
-        kept = array[np.isfinite(array)]
-        return cls(tuple(float(v) for v in kept), level, len(array) - len(kept))
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def value(self) -> float:
-        return float(np.mean(self.values))
-
-    mean = value
-
-    @property
-    def se(self) -> float:
-        return float(np.std(self.values, ddof=1) / np.sqrt(self.n)) if self.n > 1 else np.inf
-
-    def bounds(self, a: float) -> tuple[float, float]:
-        half = float(scipy_stats.t.ppf(1 - a, self.n - 1)) * self.se if self.n > 1 else np.inf
-        return self.value - half, self.value + half
-
-    def p_above(self, margin: float) -> float:
-        if self.se == 0:
-            return 0.0 if self.value > margin else 1.0
-        return float(scipy_stats.t.sf((self.value - margin) / self.se, self.n - 1))
-
-    def p_below(self, margin: float) -> float:
-        return TMean(tuple(-v for v in self.values), self.level, self.missing).p_above(-margin)
 
 
 INTEGRATION_FIXTURES = {"suite", "trained_store"}  # whole pytest sessions, trained stores

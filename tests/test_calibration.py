@@ -10,9 +10,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import TMean
+from helpers import FAMILY, TMean
 
-from normcheck import hypotheses, simulation
+from normcheck import contrasts, simulation
+from normcheck.contrasts import Cells, Replicates
 from normcheck.simulation import (
     boundary_truth,
     calibrate,
@@ -52,21 +53,23 @@ def valid(c, levels=LEVELS) -> dict[str, tuple[float, int, int]]:
 @pytest.fixture(scope="module")
 def least_favourable():
     """Every hypothesis at its boundary, collapses at lr=0.01 correlated within a replicate."""
-    return boundary_truth(uneven_truth(10, rho=0.6), collapse=0.1)
+    return boundary_truth(uneven_truth(10, rho=0.6), FAMILY, collapse=0.1)
 
 
 def test_the_least_favourable_truth_is_at_every_boundary(least_favourable) -> None:
-    values = true_values(least_favourable)
-    for key, target in {"H1": -0.02, "H2.2": 0.0, "H3": 0.0, "H4": 0.0, "H5": 0.0}.items():
-        assert abs(values[key] - target) <= values.tolerance[key], (key, values[key])
-    assert values["H2.1"] > 0.9  # no-norm collapses, BatchNorm does not
+    values = true_values(least_favourable, FAMILY)
+    for (key, part), target in {("H1", 0): -0.02, ("H2", 1): 0.0, ("H3", 0): 0.0,
+                                ("H4", 0): 0.02, ("H5", 0): 0.0}.items():
+        assert abs(values[key][part] - target) <= values.tolerance[key][part], (key, values[key])
+    assert values["H2"][0] > 0.9  # no-norm collapses, BatchNorm does not
+    claims = FAMILY.gather(simulation.Simulator(least_favourable).paired(
+        np.random.default_rng(0)), describe=False)
     for claim in ("holds", "refuted"):
-        assert all(claim_is_false(h, claim, values, hypotheses.declared())
-                   for h in ("H1", "H3", "H4", "H5"))
+        assert all(claim_is_false(h, claim, values, claims) for h in ("H1", "H3", "H4", "H5"))
 
 
 def test_the_family_and_each_claim_keep_their_error_at_the_boundary(least_favourable) -> None:
-    c = calibrate(least_favourable, SIMS)
+    c = calibrate(least_favourable, FAMILY, SIMS)
     assert at_most(c.family_false, SIMS, ALPHA), c.false
     assert not valid(c), valid(c)
 
@@ -75,28 +78,28 @@ def test_version_4s_t_interval_fails_at_the_boundary(least_favourable, monkeypat
     """Broken on purpose: the t interval on means, at the means' own boundary, makes some
     claim's p-value far too often small (a replicate that saw no collapse looks like a clear
     deficit)."""
-    truth = boundary_truth(uneven_truth(10, rho=0.6), collapse=0.1, center="mean")
-    monkeypatch.setattr(hypotheses, "_median", TMean.of)
-    assert valid(calibrate(truth, SIMS, center="mean"))
+    truth = boundary_truth(uneven_truth(10, rho=0.6), FAMILY, collapse=0.1, center="mean")
+    monkeypatch.setattr(contrasts, "estimate", TMean.of)
+    assert valid(calibrate(truth, FAMILY, SIMS, center="mean"))
 
 
 @pytest.mark.parametrize("truth", [h1_margin_truth(10), h4_margin_truth(10),
                                    unstable_null_truth(10), null_truth(10, rho=0.0)],
                          ids=lambda t: t.name)
 def test_one_hypothesis_at_its_boundary(truth) -> None:
-    c = calibrate(truth, SIMS)
+    c = calibrate(truth, FAMILY, SIMS)
     assert at_most(c.family_false, SIMS, ALPHA) and not valid(c), (c.false, valid(c))
     assert all(Proportion(n, SIMS, 0.98).high >= 0.95 for n in c.covered.values()), c.coverage
 
 
 def test_the_norms_grids_fifteen_hypotheses_at_their_boundaries() -> None:
-    truth = boundary_truth(norms_truth(uneven_truth(10, rho=0.6)))
-    c = calibrate(truth, 100)
+    truth = boundary_truth(norms_truth(uneven_truth(10, rho=0.6)), FAMILY)
+    c = calibrate(truth, FAMILY, 100)
     assert len(c.outcomes) == 15 and at_most(c.family_false, 100, ALPHA), c.false
 
 
 def test_effects_of_the_studys_size_are_found() -> None:
-    c = calibrate(study_truth(20), SIMS)
+    c = calibrate(study_truth(20), FAMILY, SIMS)
     assert c.rates["H1"].get("superior", 0) >= 0.95, c.rates["H1"]
     assert c.rates["H3"].get("holds", 0) >= 0.8, c.rates["H3"]
     assert c.rates["H2"].get("holds", 0) >= 0.5, c.rates["H2"]
@@ -105,33 +108,36 @@ def test_effects_of_the_studys_size_are_found() -> None:
 
 def test_truths_are_compared_with_a_tolerance() -> None:
     """A boundary computed as -3e-18 is the boundary: claims on both sides are false."""
-    spec = hypotheses.declared()
-    values = true_values(h1_margin_truth())
-    shifted = replace(values, values={**values.values, "H1": -0.02 - 3e-18})
+    values = true_values(h1_margin_truth(), FAMILY)
+    claims = FAMILY.gather(simulation.Simulator(h1_margin_truth()).paired(
+        np.random.default_rng(0)), describe=False)
+    shifted = replace(values, values={**values.values, "H1": [-0.02 - 3e-18]})
     for verdict in ("non-inferior", "refuted"):
-        assert false_verdict("H1", verdict, shifted, spec)
-    assert false_verdict("H1", "superior", shifted, spec)
-    assert not false_verdict("H1", "inconclusive", shifted, spec)
+        assert false_verdict("H1", verdict, shifted, claims)
+    assert false_verdict("H1", "superior", shifted, claims)
+    assert not false_verdict("H1", "inconclusive", shifted, claims)
 
 
-def max_minus_min(acc: np.ndarray, lrs: list[float]) -> np.ndarray:
+def max_minus_min(cells: Cells) -> Replicates:
     """Version 1's lr-sensitivity, as a negative slope: max - min over lr of each replicate's
     mean over its other cells."""
-    means = np.nanmean(acc, axis=(1, 2))  # (lr, replicate, norm)
-    return -(np.nanmax(means, axis=0) - np.nanmin(means, axis=0))
+    means = np.nanmean(cells.values, axis=(1, 2))  # (lr, replicate)
+    return Replicates(-(np.nanmax(means, axis=0) - np.nanmin(means, axis=0)))
 
 
 def test_no_contrast_moves_with_noise(monkeypatch) -> None:
     """No effect, no-norm far noisier than BatchNorm: every contrast's true value is its
     null. Broken on purpose (H3 with version 1's max - min), the noisier norm looks more
     lr-sensitive."""
-    values = true_values(null_truth())
-    for key in ("H1", "H2.2", "H3", "H4.1", "H4.2", "H5"):
-        assert abs(values[key]) <= values.tolerance[key], (key, values[key])
-    monkeypatch.setattr(hypotheses, "lr_slope", max_minus_min)
+    values = true_values(null_truth(), FAMILY)
+    nulls = {"H1": [0.0], "H2": [0.5, 0.0], "H3": [0.0], "H4": [0.0], "H5": [0.0]}
+    for key, null in nulls.items():
+        assert np.all(np.abs(np.subtract(values[key], null)) <= values.tolerance[key]), \
+            (key, values[key])
+    monkeypatch.setattr(Cells, "lr_slope", max_minus_min)
     simulation._true_values_cached.cache_clear()
     try:
-        assert true_values(null_truth())["H3"] > 0.02
+        assert true_values(null_truth(), FAMILY)["H3"][0] > 0.02
     finally:
         simulation._true_values_cached.cache_clear()
 
@@ -140,10 +146,10 @@ def test_the_replicate_is_the_unit(monkeypatch) -> None:
     """Broken on purpose: each (cell, replicate) taken as its own observation (the cells of a
     replicate are correlated) makes the intervals cover far too rarely."""
     truth = replace(null_truth(10), rho=0.6, rho_norms=0.0)
-    assert Proportion(calibrate(truth, 150).covered["H1"], 150, 0.98).high >= 0.95
+    assert Proportion(calibrate(truth, FAMILY, 150).covered["H1"], 150, 0.98).high >= 0.95
 
-    def per_cell(per_cell: np.ndarray) -> np.ndarray:
-        return np.moveaxis(per_cell, 3, 0).reshape(-1, *per_cell.shape[4:])
+    def per_cell(cells: Cells) -> Replicates:
+        return Replicates(np.moveaxis(cells.values, 3, 0).reshape(-1))
 
-    monkeypatch.setattr(hypotheses, "per_replicate", per_cell)
-    assert calibrate(truth, 150).covered["H1"] / 150 < 0.85
+    monkeypatch.setattr(Cells, "mean", per_cell)
+    assert calibrate(truth, FAMILY, 150).covered["H1"] / 150 < 0.85

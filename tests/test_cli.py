@@ -8,8 +8,8 @@ import pytest
 from normcheck.__main__ import main
 from normcheck.grid import load_grid
 from normcheck.records import DataSpec
-from normcheck.report import results_table
 from normcheck.study import Study
+from normcheck.tables import results_table
 from normcheck.tracking import Tracker
 
 

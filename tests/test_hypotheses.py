@@ -8,11 +8,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import FAMILY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from normcheck import hypotheses
+from normcheck.contrasts import Paired
 from normcheck.multiplicity import Graph, node
+from normcheck.registration import declared
+from normcheck.verdicts import Verdict
 
 LRS, FCS, SEEDS = (0.01, 0.003, 0.001), (32, 128), tuple(range(12))
 VERDICT_RANK = {"refuted": 0, "inconclusive": 1, "non-inferior": 2, "superior": 3}
@@ -59,8 +62,8 @@ def unstable_like(lr, fc, norm, seed) -> bool:
     return norm == "none" and lr == 0.01 and (seed, fc) != (2, 32)
 
 
-def verdicts(t: pd.DataFrame) -> dict[str, hypotheses.Verdict]:
-    return {v.name: v for v in hypotheses.evaluate(t)}
+def verdicts(t: pd.DataFrame) -> dict[str, Verdict]:
+    return {v.name: v for v in FAMILY.evaluate(t)}
 
 
 def test_study_like_results() -> None:
@@ -177,7 +180,7 @@ def test_pairs_stay_together() -> None:
 
 
 def test_one_graph_judges_the_family() -> None:
-    family = hypotheses.gather(table(study_like, unstable=unstable_like))
+    family = FAMILY.gather(Paired(table(study_like, unstable=unstable_like)))
     v = verdicts(table(study_like, unstable=unstable_like))
     decisions = Graph.family(list(v), ("H1",)).test(family.p, 0.05)
     for name, x in v.items():
@@ -193,8 +196,8 @@ def test_identical_replicates_give_no_zero_width_interval_and_no_zero_p() -> Non
                  (0.05 if norm == "batchnorm" else 0),
                  unstable=lambda lr, fc, norm, seed: norm == "none" and lr == 0.01 and fc == 32,
                  beta=lambda lr, fc, norm, seed: 3.0 if norm == "none" else 1.0)
-    assert all(p > 0 for p in hypotheses.gather(same).p.values())  # every claim's p-value
-    for v in hypotheses.evaluate(same):
+    assert all(p > 0 for p in FAMILY.gather(Paired(same)).p.values())  # every claim's p-value
+    for v in FAMILY.evaluate(same):
         assert v.p_value > 0 and all(p.estimate.high > p.estimate.low for p in v.parts), \
             v.message
 
@@ -207,7 +210,7 @@ def test_a_dropout_axis_is_more_cells() -> None:
 
 def test_incomplete_pairs_are_rejected() -> None:
     with pytest.raises(ValueError, match="needs one run with each norm"):
-        hypotheses.evaluate(table(study_like).iloc[1:])
+        FAMILY.evaluate(table(study_like).iloc[1:])
 
 
 @settings(max_examples=10, deadline=None)
@@ -215,8 +218,8 @@ def test_incomplete_pairs_are_rejected() -> None:
 def test_verdicts_do_not_depend_on_row_order(seed: int) -> None:
     t = table(study_like, unstable=unstable_like)
     shuffled = t.sample(frac=1, random_state=seed % 2**32).reset_index(drop=True)
-    assert [(v.outcome, v.estimate) for v in hypotheses.evaluate(t)] == \
-        [(v.outcome, v.estimate) for v in hypotheses.evaluate(shuffled)]
+    assert [(v.outcome, v.estimate) for v in FAMILY.evaluate(t)] == \
+        [(v.outcome, v.estimate) for v in FAMILY.evaluate(shuffled)]
 
 
 @settings(max_examples=10, deadline=None)
@@ -234,10 +237,10 @@ def test_shifting_batchnorm_up_never_lowers_the_h1_verdict(delta: float, salt: i
 # --- the registration, recorded verdicts and how tests report them --------------------------
 
 def test_the_registration_is_versioned_data_with_its_history() -> None:
-    spec = hypotheses.declared()
-    assert spec["family"]["members"] == list(hypotheses.CHECKS)
+    spec = declared()
+    assert spec["family"]["members"] == list(FAMILY.names)
     assert spec["family"]["control"] == "graphical" and spec["family"]["alpha"] == 0.05
-    for name in hypotheses.CHECKS:
+    for name in FAMILY.names:
         assert spec[name]["statement"]
     history = spec["history"]
     assert [h["version"] for h in history] == list(range(spec["version"] + 1))
@@ -253,4 +256,4 @@ def test_the_registration_is_versioned_data_with_its_history() -> None:
     ((0.01, 0.001), (32, 64), ("batchnorm",), "compares a normalisation with norm='none'"),
 ])
 def test_grid_problems(lrs: tuple, fcs: tuple, norms: tuple, problem: str) -> None:
-    assert any(problem in p for p in hypotheses.grid_problems(lrs, fcs, norms))
+    assert any(problem in p for p in FAMILY.problems(lrs, fcs, norms))

@@ -9,22 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import tiny_data
 
 from normcheck.model import CompactCNN
 from normcheck.norms import NORMS
 from normcheck.optimizer import Adam
 from normcheck.records import ConfigError, RunResult, TrainConfig
-from normcheck.train import DeviceData, train
-
-
-def tiny_data(n_train: int = 96, n_val: int = 48, classes: int = 3, seed: int = 0) -> DeviceData:
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, classes, (n_train + 2 * n_val,), generator=g)
-    # class-dependent brightness makes the task learnable
-    x = (torch.rand(len(y), 3, 32, 32, generator=g) * 0.5 + y[:, None, None, None] * 0.25)
-    parts = torch.split(torch.arange(len(y)), [n_train, n_val, n_val])
-    return DeviceData(*(t for idx in parts for t in (x[idx], y[idx])), num_classes=classes,
-                      fingerprint="tiny")
+from normcheck.train import train
 
 
 @pytest.mark.parametrize("norm", sorted(NORMS))
@@ -86,7 +77,7 @@ def test_adam_is_torch_optim_fused_adam(norm: str) -> None:
 
 def test_training_does_not_import_the_compiler_stack() -> None:
     """torch.optim's first optimizer imports torch._dynamo (seconds, 140 MiB); train must not."""
-    code = ("import sys; sys.path.insert(0, 'tests'); from test_model_and_train import tiny_data; "
+    code = ("import sys; sys.path.insert(0, 'tests'); from helpers import tiny_data; "
             "from normcheck.records import TrainConfig; from normcheck.train import train; "
             "train(TrainConfig(lr=1e-3, fc_units=8, epochs=1, batch_size=16, base_channels=4), "
             "tiny_data()); print(sorted(m for m in sys.modules if m.startswith('torch._dynamo')))")

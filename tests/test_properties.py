@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from normcheck.grid import AXES, DATA_KEYS, FIXED, REPLICATE_KEYS, TOP_KEYS, GridError, load_grid
 from normcheck.norms import NORMS
 from normcheck.records import PROTOCOLS, EpochMetrics, RunResult, TrainConfig, config_hash
-from normcheck.report import results_table, summary_table, write_tables
+from normcheck.report import write_tables
+from normcheck.tables import results_table, summary_table
 
 finite = st.floats(min_value=1e-6, max_value=10.0, allow_nan=False)
 configs = st.builds(

@@ -8,9 +8,10 @@ import subprocess
 
 import pytest
 
-from normcheck import hypotheses, provenance
+from normcheck import provenance
+from normcheck.registration import declared
 
-SPEC = hypotheses.declared()
+SPEC = declared()
 
 
 def git(*args: str) -> subprocess.CompletedProcess:

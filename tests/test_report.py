@@ -7,38 +7,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import FAMILY, results
 
-from normcheck import hypotheses
-from normcheck.records import EpochMetrics, RunResult, TrainConfig
-from normcheck.report import (
-    COLUMNS,
-    FIGURES_STAMP,
-    format_table,
-    results_table,
-    summary_table,
-    write_reports,
-)
-
-
-def fake_result(lr: float, fc: int, norm: str, seed: int, acc: float) -> RunResult:
-    """A recorded result, as the results store would hold it."""
-    history = [EpochMetrics(1, 1.0, acc - 0.1, 1.0, acc - 0.05, 0.1, 0.5, 10.0),
-               EpochMetrics(2, 0.9, acc, 0.9, acc, 0.1, 0.4, 8.0)]
-    return RunResult(TrainConfig(lr=lr, fc_units=fc, norm=norm, seed=seed), history,
-                     test_acc=acc, initial_train_loss=1.1, max_grad_norm=3.0, train_seconds=1.5,
-                     n_val=480, num_classes=3, run_id=f"run-{lr}-{fc}-{norm}-{seed}")
-
-
-def results() -> list[RunResult]:
-    return [fake_result(lr, fc, norm, seed,
-                        0.5 + 0.1 * (norm == "batchnorm") + fc / 1000 + seed / 100)
-            for lr in (0.001, 0.01) for fc in (32, 64) for norm in ("batchnorm", "none")
-            for seed in (1, 2, 3)]
+from normcheck.report import FIGURES_STAMP, format_table, write_reports
+from normcheck.tables import COLUMNS, results_table, summary_table
 
 
 def test_reports_are_written(tmp_path: Path) -> None:
-    verdicts = hypotheses.evaluate(results_table(results()))
-    written = write_reports(results(), tmp_path / "out", verdicts, {"data": "synthetic"})
+    verdicts = FAMILY.evaluate(results_table(results()))
+    written = write_reports(results(), tmp_path / "out", verdicts, {"data": "synthetic"},
+                            family=FAMILY)
     names = {p.name for p in written}
     assert names == {"metrics.csv", "summary.csv", "heatmap_none.png", "heatmap_batchnorm.png",
                      "heatmap_batchnorm_minus_none.png", "learning_curves.png",

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from normcheck.model import CompactCNN
 from normcheck.optimizer import Adam
-from normcheck.stability import PROBE_STEPS, landscape_probe, probe_along, probe_batch
+from normcheck.probe import PROBE_STEPS
+from normcheck.stability import landscape_probe, probe_along, probe_batch
 
 
 def quadratic(curvatures: list[float]) -> tuple[torch.nn.Parameter, callable]:

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import TMean
+from helpers import TMean
 from scipy import stats as scipy_stats
 
 from normcheck.stats import Median, Proportion, Reduction, from_dict, holm, needs, sign_tail

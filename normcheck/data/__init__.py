@@ -1,6 +1,7 @@
 """Data: sources that yield uint8 images, split protocols, and the tensor cache.
 
-``load_splits`` is the one entry point the rest of normcheck uses.
+``Images`` decodes a source once and draws each replicate's split from it (``splits``);
+``resolve_source`` and ``DataError`` name what was found and what is wrong with it.
 """
 
 from normcheck.data.cache import Images, SplitData, default_cache_dir, load_splits

@@ -15,14 +15,10 @@ from filelock import FileLock
 from normcheck.atomic import atomic_path
 from normcheck.data.sources import DataError, RawData, Source, load_raw, resolve_source
 from normcheck.data.split import get_protocol, split
+from normcheck.paths import default_cache_dir
 from normcheck.records import DataSpec
 
 CACHE_FORMAT = 2  # bump when the cached layout changes
-
-
-def default_cache_dir() -> Path:
-    """``NORMCHECK_CACHE`` if set, else ``~/.cache/normcheck``."""
-    return Path(os.environ.get("NORMCHECK_CACHE") or Path.home() / ".cache" / "normcheck")
 
 
 @dataclass(frozen=True)

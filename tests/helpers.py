@@ -1,0 +1,98 @@
+"""What several test modules share: no test module imports from another, they import from here.
+
+``FAMILY`` is the study's hypotheses as ``pytest experiments`` collects them; ``TMean`` is
+version 4's t interval, broken on purpose (tests swap ``normcheck.contrasts.estimate`` for
+``TMean.of`` to see their checks fail); ``results`` and ``fake_result`` make recorded runs;
+``tiny_data`` a small learnable split.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from normcheck.family import load
+from normcheck.records import EpochMetrics, RunResult, TrainConfig
+from normcheck.stats import Estimated
+
+if TYPE_CHECKING:
+    from normcheck.train import DeviceData
+
+EXPERIMENTS = Path(__file__).parents[1] / "experiments"
+FAMILY = load([EXPERIMENTS])
+
+
+def fake_result(lr: float, fc: int, norm: str, seed: int, acc: float) -> RunResult:
+    """A recorded result, as the results store would hold it."""
+    history = [EpochMetrics(1, 1.0, acc - 0.1, 1.0, acc - 0.05, 0.1, 0.5, 10.0),
+               EpochMetrics(2, 0.9, acc, 0.9, acc, 0.1, 0.4, 8.0)]
+    return RunResult(TrainConfig(lr=lr, fc_units=fc, norm=norm, seed=seed), history,
+                     test_acc=acc, initial_train_loss=1.1, max_grad_norm=3.0, train_seconds=1.5,
+                     n_val=480, num_classes=3, run_id=f"run-{lr}-{fc}-{norm}-{seed}")
+
+
+def results() -> list[RunResult]:
+    return [fake_result(lr, fc, norm, seed,
+                        0.5 + 0.1 * (norm == "batchnorm") + fc / 1000 + seed / 100)
+            for lr in (0.001, 0.01) for fc in (32, 64) for norm in ("batchnorm", "none")
+            for seed in (1, 2, 3)]
+
+
+def tiny_data(n_train: int = 96, n_val: int = 48, classes: int = 3, seed: int = 0) -> "DeviceData":
+    """A learnable synthetic split on the CPU: class-dependent brightness."""
+    import torch
+
+    from normcheck.train import DeviceData
+
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, classes, (n_train + 2 * n_val,), generator=g)
+    # class-dependent brightness makes the task learnable
+    x = (torch.rand(len(y), 3, 32, 32, generator=g) * 0.5 + y[:, None, None, None] * 0.25)
+    parts = torch.split(torch.arange(len(y)), [n_train, n_val, n_val])
+    return DeviceData(*(t for idx in parts for t in (x[idx], y[idx])), num_classes=classes,
+                      fingerprint="tiny")
+
+
+@dataclass(frozen=True)
+class TMean(Estimated):
+    """Broken on purpose, as version 4 decided: the mean of the replicates' values with a t
+    interval (s / sqrt(R)), zero wide and p = 0 when the values do not vary. Tests patch
+    ``normcheck.contrasts.estimate`` with ``TMean.of`` to see their checks fail."""
+
+    values: tuple[float, ...]
+    level: float = 0.95
+    missing: int = 0
+
+    @classmethod
+    def of(cls, values, level: float = 0.95) -> "TMean":
+        array = np.asarray(values, dtype=float).ravel()
+        kept = array[np.isfinite(array)]
+        return cls(tuple(float(v) for v in kept), level, len(array) - len(kept))
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def value(self) -> float:
+        return float(np.mean(self.values))
+
+    mean = value
+
+    @property
+    def se(self) -> float:
+        return float(np.std(self.values, ddof=1) / np.sqrt(self.n)) if self.n > 1 else np.inf
+
+    def bounds(self, a: float) -> tuple[float, float]:
+        half = float(scipy_stats.t.ppf(1 - a, self.n - 1)) * self.se if self.n > 1 else np.inf
+        return self.value - half, self.value + half
+
+    def p_above(self, margin: float) -> float:
+        if self.se == 0:
+            return 0.0 if self.value > margin else 1.0
+        return float(scipy_stats.t.sf((self.value - margin) / self.se, self.n - 1))
+
+    def p_below(self, margin: float) -> float:
+        return TMean(tuple(-v for v in self.values), self.level, self.missing).p_above(-margin)
