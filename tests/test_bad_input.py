@@ -42,12 +42,12 @@ GRIDS = {
     (("--grid", "empty.toml"), "grid.lr=[] must be a non-empty list"),
     (("--grid", "broken.toml"), "broken.toml: malformed TOML: "),
     (("--grid", "no_seeds.toml"), "seeds=0 is invalid: use an integer >= 1"),
-    (("--seeds", "0"), "argument --seeds: '0' is not an integer >= 1"),
+    (("--seeds", "0"), "argument --seeds: '0' is neither an integer >= 1 nor auto"),
     (("--grid", "no_high_lr.toml"), "H2 needs lr=0.01 and a lower lr; the grid has lr=[0.003,"),
     (("--grid", "one_lr.toml"), "H3 needs two or more learning rates; the grid has lr=[0.01]"),
     (("--grid", "bn_only.toml"), "every hypothesis compares a normalisation with norm='none'; the grid has norm=['batchnorm']"),
-    (("--grid", "one_width.toml"), "H4 needs two or more fc_units (it tests the lr x fc_units "
-                                   "interaction); the grid has fc_units=[64]"),
+    (("--grid", "one_width.toml"), "H4 needs two or more fc_units; the grid has "
+                                   "fc_units=[64]"),
     (("--grid", "big_dropout.toml"), "dropout=1.0 is invalid: use a number in [0, 1)"),
     (("--expect-verdicts", "nowhere.toml"), "--expect-verdicts: nowhere.toml: cannot read"),
     (("--data-dir", "/no/such/folder"), "data: /no/such/folder: data folder does not exist"),

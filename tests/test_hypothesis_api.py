@@ -3,8 +3,8 @@ experiments folder with one more test file and its registration, a tiny grid, an
 hypothesis is decided with the others, shown in report.md and recorded."""
 
 import re
-from collections import defaultdict
 import tomllib
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
