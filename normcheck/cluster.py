@@ -18,13 +18,16 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from normcheck.claims import Claims
 from normcheck.records import RunResult, TrainConfig
+from normcheck.results import ResultsFolder
+from normcheck.reuse import finished_or_clear
+from normcheck.splits import Splits
 from normcheck.tracking import Tracker
 from normcheck.uris import unreachable
 
 if TYPE_CHECKING:
     from normcheck.data import SplitData
-    from normcheck.study import Study
 
 log = logging.getLogger("normcheck")
 
@@ -90,7 +93,7 @@ def train_task(config: TrainConfig, split: "SplitData", uri: str, experiment_id:
     import ray
     import torch
 
-    from normcheck.study import train_and_log
+    from normcheck.runner import train_and_log
     from normcheck.train import DeviceData
 
     if ray.get_gpu_ids():
@@ -104,11 +107,16 @@ def train_task(config: TrainConfig, split: "SplitData", uri: str, experiment_id:
 
 
 @dataclass
-class RayRunner:
+class RayEngine:
     """The driver's side: claims, submits and collects a session's configurations."""
 
-    study: "Study"
+    results: ResultsFolder
+    splits: Splits
+    tracker: Tracker
+    claims: Claims
     options: RayOptions
+    log_model: bool = False
+    retrain: bool = False
     poll_s: float = 0.2
     waiting: dict[str, TrainConfig] = field(default_factory=dict)  # key -> not yet resolved
     flying: dict[Any, str] = field(default_factory=dict)  # task reference -> key
@@ -130,36 +138,36 @@ class RayRunner:
     def add(self, configs: list[TrainConfig]) -> None:
         """Submit these configurations too (``--seeds auto``: the next round), so the cluster
         trains them in parallel before any case asks."""
-        for config in self.study.missing(configs):
-            self.waiting.setdefault(self.study.key(config), config)
+        for config in self.results.missing(configs):
+            self.waiting.setdefault(self.splits.key(config), config)
         self._submit_claimable()
 
     def _split(self, split_seed: int) -> Any:
         import ray
 
         if split_seed not in self._splits:
-            self._splits[split_seed] = ray.put(self.study.splits(split_seed))
+            self._splits[split_seed] = ray.put(self.splits.split(split_seed))
         return self._splits[split_seed]
 
     def _submit_claimable(self) -> None:
         """Claim what nobody holds: reuse it if it finished meanwhile, else submit it."""
-        claims, tracker = self.study.claimed(), self.study.tracker
+        claims, tracker = self.claims, self.tracker
         in_flight = set(self.flying.values())
         for key, config in list(self.waiting.items()):
             if key in in_flight or key in self.failed or not claims.try_claim(key):
                 continue
             try:
-                found = self.study.finished_or_clear(config)
+                found = finished_or_clear(tracker, key, config, self.retrain)
                 if found is None:
                     ref = self._task.remote(config, self._split(config.split_seed), tracker.uri,
-                                            tracker.experiment_id, self.study.log_model,
+                                            tracker.experiment_id, self.log_model,
                                             self.options.cpus_per_run)
                     self.flying[ref] = key
                     continue
             except BaseException:
                 claims.release(key)
                 raise
-            self.study.record(config, found, "reused")
+            self.results.put(config, found, "reused")
             del self.waiting[key]
             claims.release(key)
 
@@ -176,45 +184,47 @@ class RayRunner:
             key = self.flying.pop(ref)
             config = self.waiting.pop(key)
             try:
-                self.study.record(config, ray.get(ref), "trained")
+                self.results.put(config, ray.get(ref), "trained")
             except RayError as exc:
                 self.failed[key] = self._failure(config, exc)
             finally:
-                self.study.claimed().release(key)
+                self.claims.release(key)
 
     def _failure(self, config: TrainConfig, exc: Exception) -> str:
         why = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        stale = self.study.tracker.mark_stale(self.study.key(config), f"its Ray task failed: "
-                                                                      f"{why}")
+        stale = self.tracker.mark_stale(self.splits.key(config), f"its Ray task failed: {why}")
         log.error("%s: Ray task failed (%s); runs marked FAILED: %s", config.case_id, why,
                   ", ".join(stale) or "none")
         return (f"{config.case_id}: its Ray task failed ({type(exc).__name__}: {why}); its "
                 f"MLflow run{'s' if len(stale) != 1 else ''} {', '.join(stale) or '(none)'} "
                 "marked FAILED. Run the session again to train it.")
 
-    def result(self, config: TrainConfig) -> RunResult:
+    def run(self, config: TrainConfig) -> RunResult:
         """This configuration's result, waiting for its task (or for another session's)."""
-        key = self.study.key(config)
+        key = self.splits.key(config)
         self.waiting.setdefault(key, config)
-        while self.study.origin(config) is None:
+        while self.results.origin(config) is None:
             if key in self.failed:
                 raise EngineError(self.failed[key])
             self._submit_claimable()
             self._collect()
-        return self.study.run(config)
+        return self.results.get(config)
 
     def close(self) -> None:
-        """Cancel what is still running (its runs are marked FAILED) and leave the cluster."""
+        """Cancel what is still running (its runs are marked FAILED), leave the cluster and
+        free this process's claims."""
         if self._task is None:  # never joined it
+            self.claims.close()
             return
         import ray
 
         for ref, key in list(self.flying.items()):
             ray.cancel(ref, force=True)
             try:
-                self.study.tracker.mark_stale(key, "its session ended before it finished")
+                self.tracker.mark_stale(key, "its session ended before it finished")
             finally:
-                self.study.claimed().release(key)
+                self.claims.release(key)
         self.flying.clear()
         if ray.is_initialized():
             ray.shutdown()
+        self.claims.close()

@@ -102,8 +102,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     config = getattr(item, "funcargs", {}).get("normcheck_config")
     state = item.config.stash.get(SESSION, None)
-    if report.when == "call" and config is not None and state and state.study:
-        origin = state.study.origin(config)
+    if report.when == "call" and config is not None and state and state.results:
+        origin = state.results.origin(config)
         if origin:
             report.user_properties.append(("normcheck_origin", origin))
     return report

@@ -21,11 +21,16 @@ from typing import TYPE_CHECKING
 
 from normcheck import regression
 from normcheck.claims import ClaimsError, lock_folder, open_claims
-from normcheck.cluster import EngineError
+from normcheck.cluster import EngineError, RayOptions
+from normcheck.engines import Engine
+from normcheck.local import LocalEngine
 from normcheck.plans import FixedPlan, Plan, RoundsPlan
 from normcheck.records import RunResult, TrainConfig
 from normcheck.report import ReportError, check_writable, write_reports
+from normcheck.results import ResultsFolder
+from normcheck.reuse import adopt_finished
 from normcheck.settings import SessionError, SessionOptions
+from normcheck.splits import Splits
 from normcheck.tables import results_table
 from normcheck.tracking import Tracker, TrackingError
 from normcheck.uris import redact
@@ -34,8 +39,15 @@ from normcheck.verdicts import Verdict
 if TYPE_CHECKING:
     import pandas as pd
 
-    from normcheck.cluster import RayRunner
-    from normcheck.study import Study  # imports torch: loaded when a session is prepared
+
+@dataclass(frozen=True)
+class _Runs:
+    """What a plan asks of the engine: these configurations' results, trained if missing."""
+
+    engine: Engine
+
+    def __call__(self, configs: list[TrainConfig]) -> list[RunResult]:
+        return [self.engine.run(c) for c in configs]
 
 
 class NothingToReport(SessionError):
@@ -60,9 +72,11 @@ class StudySession:
     """One session of a grid on one data source, MLflow experiment and report folder."""
 
     options: SessionOptions
-    study: "Study | None" = None
-    ray: "RayRunner | None" = None
     results_dir: Path | None = None
+    tracker: Tracker | None = None
+    splits: Splits | None = None
+    results: ResultsFolder | None = None
+    engine: Engine | None = None
     plan: Plan | None = None
     peak: dict[str, float] = field(default_factory=dict)  # process -> peak resident MiB
     outcome: Outcome = field(default_factory=Outcome)
@@ -82,17 +96,14 @@ class StudySession:
             raise SessionError(str(exc)) from exc
         self.results_dir = Path(tempfile.mkdtemp(prefix="normcheck-session-"))
         try:
-            self._attach(tracker, {}, (0, 1))
+            self._attach(tracker, {}, (0, 1), o.ray)
             for split_seed in sorted({c.split_seed for c in o.grid.configs()}):
-                self.study.fingerprint(split_seed)  # data errors surface now, before training
-            self.study.adopt_finished(o.grid.configs())
+                self.splits.fingerprint(split_seed)  # data errors surface now, not in training
+            if not o.retrain:
+                adopt_finished(self.results, tracker, o.grid.configs())
             if isinstance(self.plan, RoundsPlan):
                 self.plan.check()
-            if o.ray is not None:
-                from normcheck.cluster import RayRunner
-
-                self.ray = RayRunner(self.study, o.ray)
-                self.ray.start(self.plan.first())
+            self.engine.start(self.plan.first())
         except (DataError, EngineError, ClaimsError) as exc:
             self.close()
             raise SessionError(f"data: {exc}" if isinstance(exc, DataError) else str(exc)) \
@@ -101,8 +112,8 @@ class StudySession:
     def handoff(self) -> dict:
         """What a worker needs to join: JSON-able."""
         return {"results_dir": str(self.results_dir),
-                "experiment_id": self.study.tracker.experiment_id,
-                "fingerprints": {str(k): v for k, v in self.study.fingerprints.items()}}
+                "experiment_id": self.tracker.experiment_id,
+                "fingerprints": {str(k): v for k, v in self.splits.fingerprints.items()}}
 
     def join(self, handoff: dict, worker: int, workers: int) -> None:
         """A worker's start, from the controller's ``handoff``: no data, torch or MLflow is
@@ -111,44 +122,47 @@ class StudySession:
         try:
             self._attach(Tracker(self.options.uri, handoff["experiment_id"]),
                          {int(k): v for k, v in handoff["fingerprints"].items()},
-                         (worker, workers))
+                         (worker, workers), None)
         except ClaimsError as exc:
             raise SessionError(str(exc)) from None
 
     def _attach(self, tracker: Tracker, fingerprints: dict[int, str],
-                worker: tuple[int, int]) -> None:
-        from normcheck.study import Study
-
+                worker: tuple[int, int], ray: RayOptions | None) -> None:
+        """The session's parts, each given what it uses: splits, results, engine, plan."""
         o = self.options
         claims = open_claims(o.claims_db, tracker.experiment_id, lock_folder(tracker.uri))
-        self.study = Study(o.data_dir, o.grid.data, self.results_dir, tracker, worker=worker,
-                           log_model=o.log_model, retrain=o.retrain, fingerprints=fingerprints,
-                           claims=claims)
+        self.tracker = tracker
+        self.splits = Splits(o.data_dir, o.grid.data, worker=worker, fingerprints=fingerprints)
+        self.results = ResultsFolder(self.results_dir, self.splits.key)
+        parts = (self.results, self.splits, tracker, claims)
+        if ray is None:
+            self.engine = LocalEngine(*parts, retrain=o.retrain, log_model=o.log_model)
+        else:
+            from normcheck.cluster import RayEngine
+
+            self.engine = RayEngine(*parts, ray, log_model=o.log_model, retrain=o.retrain)
         self.plan = self._plan(tracker, self.fingerprint)
 
     def _plan(self, tracker: Tracker, fingerprint: str) -> Plan:
         o = self.options
+        results = _Runs(self.engine)  # the plan holds the engine, not the session
         if o.design is None:
-            return FixedPlan(o.grid, o.family, self.results_dir, self.results)
-        return RoundsPlan(o.grid, o.family, o.design, self.results_dir, self.results, tracker,
+            return FixedPlan(o.grid, o.family, self.results_dir, results)
+        return RoundsPlan(o.grid, o.family, o.design, self.results_dir, results, tracker,
                           fingerprint, f"{redact(o.uri)}, experiment {o.experiment!r}",
-                          missing=lambda configs: self.study.missing(configs),
-                          submit=lambda configs: self.ray and self.ray.add(configs))
+                          missing=self.results.missing, submit=self.engine.add)
 
     # -- while the cases run ---------------------------------------------------------------
 
     def run(self, config: TrainConfig) -> RunResult:
         """The configuration's result: this session's, the store's, or trained now (on the
         cluster with ``--engine ray``)."""
-        return self.ray.result(config) if self.ray else self.study.run(config)
-
-    def results(self, configs: list[TrainConfig]) -> list[RunResult]:
-        return [self.run(c) for c in configs]
+        return self.engine.run(config)
 
     @property
     def fingerprint(self) -> str:
         """The data fingerprint of the grid's base split: what records are kept under."""
-        return self.study.fingerprint(self.options.grid.data.split_seed)
+        return self.splits.fingerprint(self.options.grid.data.split_seed)
 
     def expected(self) -> dict[str, str]:
         """Verdicts recorded for this grid and data (``--expect-verdicts``); empty otherwise."""
@@ -167,14 +181,14 @@ class StudySession:
         ``workeroutput``; the controller (``None``) decides and reports, also after failures
         and Ctrl-C. False if the reports or the record could not be written (``outcome``
         says why; the runs are safe in MLflow)."""
-        if self.study is None:  # the session never started
+        if self.engine is None:  # the session never started
             return True
         if workeroutput is not None:
             workeroutput["normcheck_peak_mib"] = peak_mib
             return True
         self.peak = self.peak or {"main": peak_mib}  # no workers: this process trained
         try:
-            outcomes = self.study.outcomes()
+            outcomes = self.results.outcomes()
             for _, origin in outcomes:
                 self.outcome.origins[origin] = self.outcome.origins.get(origin, 0) + 1
             wanted = {c.case_id for c in self.plan.covered({r.config.case_id
@@ -212,8 +226,8 @@ class StudySession:
             if fingerprint is None:
                 raise SessionError("--record-verdicts needs --grid, and the grid's runs on its "
                                    "base split on one data source")
-            source = (f"{self.study.splits().source}, protocol {self.study.splits().protocol}"
-                      if self.study else None)
+            split = self.splits.split() if self.splits else None
+            source = f"{split.source}, protocol {split.protocol}" if split else None
             try:
                 out.notes.append(regression.record_verdicts(
                     o.record_verdicts, o.grid.name, fingerprint, verdicts, how, source))
@@ -223,9 +237,7 @@ class StudySession:
     def close(self) -> None:
         """Leave the cluster, free this process's claims and remove the session's results
         folder (the runs themselves are in MLflow)."""
-        if self.ray is not None:
-            self.ray.close()
-        if self.study is not None and self.study.claims is not None:
-            self.study.claims.close()
+        if self.engine is not None:
+            self.engine.close()
         if self.results_dir is not None:
             shutil.rmtree(self.results_dir, ignore_errors=True)

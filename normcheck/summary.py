@@ -42,7 +42,7 @@ def context(session: "StudySession", table: pd.DataFrame) -> dict[str, str]:
     """The setup, for report.md: grid, data, environment, tracking."""
     from normcheck.device import cpu_count
 
-    o, splits = session.options, session.study.splits()
+    o, splits = session.options, session.splits.split()
     grid, design = o.grid, o.design
     axes = {"lr", "fc_units", "norm", "dropout", "seed", "split_seed"}
     training = ", ".join(f"{k}={v}" for k, v in sorted(grid.base.as_dict().items())
@@ -92,7 +92,7 @@ def lines(session: "StudySession") -> list[str]:
     o, out = session.options, session.outcome
     if out.table is None:
         return []
-    splits = session.study.splits()
+    splits = session.splits.split()
     shown = [f"runs: reused {out.origins.get('reused', 0)}, trained "
              f"{out.origins.get('trained', 0)}" +
              (f", {out.missing} missing" if out.missing else ""),

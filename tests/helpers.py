@@ -96,3 +96,71 @@ class TMean(Estimated):
 
     def p_below(self, margin: float) -> float:
         return TMean(tuple(-v for v in self.values), self.level, self.missing).p_above(-margin)
+
+
+class EngineContract:
+    """One contract, every engine (Optuna's storage tests are the model): a subclass gives
+    the store (``store_uri``) and ``make(results, splits, tracker, claims)``."""
+
+    CONFIG = TrainConfig(lr=0.01, fc_units=4, norm="batchnorm", seed=42, epochs=1,
+                         base_channels=2)
+
+    def make(self, results, splits, tracker, claims):
+        raise NotImplementedError
+
+    @staticmethod
+    def parts(tmp_path: Path, data: Path, uri: str, experiment: str, folder: str = "results"):
+        from normcheck.claims import FileClaims
+        from normcheck.records import DataSpec
+        from normcheck.results import ResultsFolder
+        from normcheck.splits import Splits
+        from normcheck.tracking import Tracker
+
+        tracker = Tracker.open(uri, experiment)
+        (tmp_path / folder).mkdir()
+        splits = Splits(str(data), DataSpec(), cache_dir=tmp_path / "cache")
+        return (ResultsFolder(tmp_path / folder, splits.key), splits, tracker,
+                FileClaims(tmp_path / "locks", tracker.experiment_id))
+
+    def resolve(self, parts, configs=None):
+        engine = self.make(*parts)
+        engine.start(configs or [self.CONFIG])
+        try:
+            return engine.run(self.CONFIG), engine.run(self.CONFIG)
+        finally:
+            engine.close()
+
+    @staticmethod
+    def statuses(tracker) -> list[str]:
+        return sorted(r.info.status for r in tracker.runs())
+
+    def test_a_configuration_trains_once_and_is_logged(self, tmp_path, seed_batches,
+                                                        store_uri) -> None:
+        parts = self.parts(tmp_path, seed_batches, store_uri, self.experiment())
+        first, again = self.resolve(parts)
+        assert first == again and first.run_id and len(first.history) == 1
+        assert parts[0].origin(self.CONFIG) == "trained"
+        assert self.statuses(parts[2]) == ["FINISHED"]
+
+    def test_a_finished_run_in_the_store_is_reused(self, tmp_path, seed_batches,
+                                                   store_uri) -> None:
+        experiment = self.experiment()
+        trained = self.resolve(self.parts(tmp_path, seed_batches, store_uri, experiment))[0]
+        later = self.parts(tmp_path, seed_batches, store_uri, experiment, "later")
+        reused = self.resolve(later)[0]
+        assert reused.run_id == trained.run_id and later[0].origin(self.CONFIG) == "reused"
+        assert self.statuses(later[2]) == ["FINISHED"]
+
+    def test_a_run_a_killed_session_left_is_trained_again(self, tmp_path, seed_batches,
+                                                          store_uri) -> None:
+        parts = self.parts(tmp_path, seed_batches, store_uri, self.experiment())
+        parts[2].start_run(self.CONFIG.case_id, {}, {
+            "normcheck.config_hash": parts[1].key(self.CONFIG)})  # left RUNNING
+        self.resolve(parts)
+        assert self.statuses(parts[2]) == ["FAILED", "FINISHED"]
+
+    @staticmethod
+    def experiment() -> str:
+        import uuid
+
+        return f"contract-{uuid.uuid4().hex[:8]}"

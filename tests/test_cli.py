@@ -4,36 +4,37 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import EXPERIMENTS, EngineContract
 
 from normcheck.__main__ import main
 from normcheck.grid import load_grid
-from normcheck.records import DataSpec
-from normcheck.study import Study
+from normcheck.local import LocalEngine
+from normcheck.results import ResultsFolder
 from normcheck.tables import results_table
-from normcheck.tracking import Tracker
 
 
 @pytest.fixture
-def trained_store(tmp_path: Path, seed_batches: Path) -> tuple[str, Study]:
+def trained_store(tmp_path: Path, seed_batches: Path) -> tuple[str, ResultsFolder]:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    study = Study(str(seed_batches), DataSpec(), tmp_path / "results",
-                  Tracker.open(uri, "normcheck"), cache_dir=tmp_path / "cache")
-    study.results_dir.mkdir()
+    results, splits, tracker, claims = EngineContract.parts(tmp_path, seed_batches, uri,
+                                                            "normcheck")
+    engine = LocalEngine(results, splits, tracker, claims)
     (tmp_path / "tiny.toml").write_text('extends = "quick"\n[grid]\nfc_units = [4, 8]\n'
                                         '[train]\nepochs = 1\nbase_channels = 2\n'
                                         '[replicates]\nseeds = 3\n')
     for config in load_grid(str(tmp_path / "tiny.toml")).configs():
-        study.run(config)
+        engine.run(config)
     # a killed run stays RUNNING: it must never be taken for a finished one
-    study.tracker.start_run("lr=0.01-fc=8-norm=none-seed=42", {"lr": 0.01}, {
+    tracker.start_run("lr=0.01-fc=8-norm=none-seed=42", {"lr": 0.01}, {
         "normcheck.config_hash": "killed"})
-    return uri, study
+    return uri, results
 
 
 def test_report_rebuilt_from_the_store_matches_the_session(trained_store, tmp_path: Path,
                                                            capsys) -> None:
     uri, study = trained_store
-    assert main(["report", "--mlflow-uri", uri, "--report-dir", str(tmp_path / "rebuilt")]) == 0
+    assert main(["report", "--mlflow-uri", uri, "--report-dir", str(tmp_path / "rebuilt"),
+                 "--experiments", str(EXPERIMENTS)]) == 0
     rebuilt = pd.read_csv(tmp_path / "rebuilt" / "metrics.csv")
     original = results_table(r for r, _ in study.outcomes())
     assert len(rebuilt) == 24

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import EngineContract
 from services import MlflowServer, Postgres, RayCluster, free_port, postgres_bin
+
+from normcheck.cluster import RayEngine, RayOptions
 
 pytest_plugins = ["pytester"]
 pytestmark = [pytest.mark.xdist_group("cluster"), pytest.mark.integration]
@@ -255,3 +258,17 @@ def test_rounds_of_replicates_on_the_cluster(on_cluster, ray_cluster) -> None:
     assert f"runs: reused 0, trained {8 * stopped}" in out
     outcomes = result.parseoutcomes()
     assert outcomes["passed"] == 8 * stopped and outcomes.get("skipped", 0) == 8 * (6 - stopped)
+
+
+class TestRayEngine(EngineContract):
+    """The engines' contract (tests/helpers.py) on the two-node cluster and the server."""
+
+    @pytest.fixture
+    def store_uri(self, mlflow_server, ray_cluster, monkeypatch) -> str:
+        for key, value in ray_cluster.env.items():
+            monkeypatch.setenv(key, value)
+        self.address = ray_cluster.address
+        return mlflow_server.uri
+
+    def make(self, results, splits, tracker, claims):
+        return RayEngine(results, splits, tracker, claims, RayOptions(self.address))

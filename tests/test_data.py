@@ -120,20 +120,20 @@ def test_a_study_draws_every_split_from_images_read_once(seed_batches: Path, cac
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A split per replicate: the decoded images are read once per process, each split is an
     indexing of them, and only the latest split is kept."""
-    from normcheck.study import Study
+    from normcheck.splits import Splits
 
     expected = {seed: load_splits(seed_batches, DataSpec(split_seed=seed), cache_dir)
                 for seed in (1, 2, 3)}
     reads = []
     read = cache_module.load_raw_cached
     monkeypatch.setattr(cache_module, "load_raw_cached", lambda *a: reads.append(a) or read(*a))
-    study = Study(str(seed_batches), DataSpec(), Path(), device=torch.device("cpu"),
-                  cache_dir=cache_dir)
+    splits = Splits(str(seed_batches), DataSpec(), device=torch.device("cpu"),
+                    cache_dir=cache_dir)
     for seed in (1, 2, 3, 1):
-        assert study.fingerprint(seed) == expected[seed].fingerprint
-        assert torch.equal(study.data(seed).val_y, expected[seed].val_y)
+        assert splits.fingerprint(seed) == expected[seed].fingerprint
+        assert torch.equal(splits.on_device(seed).val_y, expected[seed].val_y)
     assert len(reads) == 1
-    assert study.splits(1) is study.splits(1) and study.splits(2).split_seed == 2
+    assert splits.split(1) is splits.split(1) and splits.split(2).split_seed == 2
 
 
 # --- bad input: every error names the path and the problem -------------------------------

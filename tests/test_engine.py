@@ -1,11 +1,24 @@
-"""The Ray engine's checks that need no cluster (the engine itself: test_cluster.py)."""
+"""The engines' contract on the local engine, and the Ray engine's checks that need no
+cluster (the contract on a real cluster: test_cluster.py)."""
 
 import sys
+from pathlib import Path
 
 import pytest
+from helpers import EngineContract
 from services import free_port
 
 from normcheck.cluster import EngineError, RayOptions, connect
+from normcheck.local import LocalEngine
+
+
+class TestLocalEngine(EngineContract):
+    @pytest.fixture
+    def store_uri(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def make(self, results, splits, tracker, claims):
+        return LocalEngine(results, splits, tracker, claims)
 
 
 def test_without_ray_installed_the_error_says_what_to_install(monkeypatch) -> None:
