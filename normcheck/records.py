@@ -72,7 +72,7 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class Protocol:
+class SplitProtocol:
     """Images per class for each split. Validation always comes from CIFAR-10's training split."""
 
     name: str
@@ -81,9 +81,9 @@ class Protocol:
     test_per_class: int | None  # None: the whole test split
 
 
-PROTOCOLS: dict[str, Protocol] = {
-    "seed": Protocol("seed", train_per_class=800, val_per_class=160, test_per_class=160),
-    "full": Protocol("full", train_per_class=4000, val_per_class=1000, test_per_class=None),
+PROTOCOLS: dict[str, SplitProtocol] = {
+    "seed": SplitProtocol("seed", train_per_class=800, val_per_class=160, test_per_class=160),
+    "full": SplitProtocol("full", train_per_class=4000, val_per_class=1000, test_per_class=None),
 }
 
 

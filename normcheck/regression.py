@@ -85,8 +85,8 @@ def _numbers(verdict: Verdict) -> str:
     """A verdict's contrasts as a comment: estimate [interval] (level), label."""
     if not verdict.parts:
         return "not estimated: " + verdict.details.strip()
-    return "; ".join(f"{p.label}: {p.estimate.value:+.3f} [{p.estimate.low:+.3f}, "
-                     f"{p.estimate.high:+.3f}] ({p.estimate.level:.2%})" for p in verdict.parts)
+    return "; ".join(f"{p.label}: {p.estimate.format(3)} ({p.estimate.level:.2%})"
+                     for p in verdict.parts)
 
 
 def record_verdicts(path: str | Path, grid: str, fingerprint: str, verdicts: list[Verdict],

@@ -33,7 +33,7 @@ from normcheck.registration import declared
 from normcheck.stats import Proportion
 
 LRS, FCS = (0.01, 0.003, 0.001), (32, 64, 128)
-NORMS = ("none", "batchnorm")  # the arms simulated unless a truth says otherwise
+SIMULATED_NORMS = ("none", "batchnorm")  # the arms simulated unless a truth says otherwise
 CHANCE = 1 / 3
 TRUE_REPLICATES = 100_000  # replicates simulated to compute what a truth's contrasts are
 
@@ -54,7 +54,7 @@ class Truth:
     rho_norms: float = 0.5  # correlation of a replicate's shared factor between the norms
     lrs: tuple[float, ...] = LRS
     fcs: tuple[int, ...] = FCS
-    norms: tuple[str, ...] = NORMS
+    norms: tuple[str, ...] = SIMULATED_NORMS
     loss_up: np.ndarray | None = None  # probability that a run that did not collapse is
     # unstable all the same (its loss went up); its accuracy is a stable run's
 
@@ -69,7 +69,7 @@ class Truth:
                 self.fcs, self.norms)
 
 
-def _cells(value: float, norms: tuple[str, ...] = NORMS) -> np.ndarray:
+def _cells(value: float, norms: tuple[str, ...] = SIMULATED_NORMS) -> np.ndarray:
     return np.full((len(LRS), len(FCS), len(norms)), float(value))
 
 

@@ -4,6 +4,7 @@ Also the output folders: a read-only or full one gives a clear error and leaves 
 store intact.
 """
 
+import argparse
 import os
 import shlex
 import shutil
@@ -14,6 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import EXPERIMENTS
+
+from normcheck.options import add_options
+from normcheck.settings import SessionError, SessionOptions
 
 pytest_plugins = ["pytester"]
 
@@ -33,7 +38,7 @@ GRIDS = {
 }
 
 
-@pytest.mark.parametrize("args, message", [
+OPTION_AND_GRID_ERRORS = [
     (("--grid", "fast"), "argument --grid: unknown grid 'fast': use a profile name (dropout, full, norms, quick)"),
     (("--grid", "zero_lr.toml"), "lr=0.0 is invalid: use a positive number"),
     (("--grid", "negative_lr.toml"), "lr=-0.001 is invalid: use a positive number"),
@@ -43,30 +48,59 @@ GRIDS = {
     (("--grid", "broken.toml"), "broken.toml: malformed TOML: "),
     (("--grid", "no_seeds.toml"), "seeds=0 is invalid: use an integer >= 1"),
     (("--seeds", "0"), "argument --seeds: '0' is neither an integer >= 1 nor auto"),
+    (("--seeds", "many"), "argument --seeds: 'many' is neither an integer >= 1 nor auto"),
     (("--grid", "no_high_lr.toml"), "H2 needs lr=0.01 and a lower lr; the grid has lr=[0.003,"),
     (("--grid", "one_lr.toml"), "H3 needs two or more learning rates; the grid has lr=[0.01]"),
     (("--grid", "bn_only.toml"), "every hypothesis compares a normalisation with norm='none'; the grid has norm=['batchnorm']"),
-    (("--grid", "one_width.toml"), "H4 needs two or more fc_units; the grid has "
-                                   "fc_units=[64]"),
+    (("--grid", "one_width.toml"), "H4 needs two or more fc_units; the grid has fc_units=[64]"),
     (("--grid", "big_dropout.toml"), "dropout=1.0 is invalid: use a number in [0, 1)"),
     (("--expect-verdicts", "nowhere.toml"), "--expect-verdicts: nowhere.toml: cannot read"),
-    (("--data-dir", "/no/such/folder"), "data: /no/such/folder: data folder does not exist"),
-    (("--mlflow-uri", "http://127.0.0.1:9"), "MLflow tracking server http://127.0.0.1:9 cannot "
-                                             "be reached"),
-    (("--report-dir", "blocker/out"), "blocker/out cannot be written"),
     (("--engine", "ray", "-n", "2"), "--engine ray with -n 2: with Ray the pytest process is the "
                                      "driver and the cluster trains in parallel; drop -n"),
     (("--engine", "ray", "--ray-address", "127.0.0.1:9"), "a cluster's nodes cannot write this "
                                                           "machine's SQLite file"),
-    (("--seeds", "many"), "argument --seeds: 'many' is not an integer >= 1"),
     (("--seeds", "auto", "--max-seeds", "2"), "--seeds auto: a design needs 1 <= first (10) <= "
                                              "max_seeds (2) and round >= 1 (5); pass --first"),
     (("--cpus-per-run", "0"), "argument --cpus-per-run: '0' is not a number > 0"),
     (("--gpus-per-run", "-1"), "argument --gpus-per-run: '-1' is not a number >= 0"),
+]
+
+
+@pytest.mark.parametrize("args, message", OPTION_AND_GRID_ERRORS)
+def test_bad_options_and_grids_are_refused_when_parsed(tmp_path: Path, monkeypatch, capsys,
+                                                       args: tuple, message: str) -> None:
+    """In-process: the options as pytest or the command line parse them, then checked."""
+    monkeypatch.chdir(tmp_path)
+    for name, text in GRIDS.items():
+        (tmp_path / name).write_text(text)
+    parser = argparse.ArgumentParser()
+    add_options(parser.add_argument)
+    parser.add_argument("-n", type=int, default=0)
+    try:
+        parsed = parser.parse_args(list(args))
+        SessionOptions.parse(parsed, [EXPERIMENTS], workers=parsed.n)
+    except SystemExit:
+        said = capsys.readouterr().err
+    except SessionError as exc:
+        said = str(exc)
+    else:
+        pytest.fail(f"{args} was accepted")
+    assert message in said
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--grid", "zero_lr.toml"), "lr=0.0 is invalid: use a positive number"),
+    (("--grid", "one_width.toml"), "H4 needs two or more fc_units; the grid has fc_units=[64]"),
+    (("--data-dir", "/no/such/folder"), "data: /no/such/folder: data folder does not exist"),
+    (("--mlflow-uri", "http://127.0.0.1:9"), "MLflow tracking server http://127.0.0.1:9 cannot "
+                                             "be reached"),
+    (("--report-dir", "blocker/out"), "blocker/out cannot be written"),
     (("--claims-db", "mysql://u:pw@h/db"), "--claims-db mysql://u:***@h/db: not a "
                                            "postgresql:// URI"),
 ])
 def test_bad_input_is_a_usage_error_before_training(suite, args: tuple, message: str) -> None:
+    """Whole sessions: the exit code, and what needs the session's start (data, store,
+    folders, claims)."""
     for name, text in GRIDS.items():
         (suite.path / name).write_text(text)
     (suite.path / "blocker").write_text("a file where the report folder should be")

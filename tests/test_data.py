@@ -10,12 +10,12 @@ import torch
 from conftest import write_batches, write_image_folder
 from PIL import Image
 
-from normcheck.data import PROTOCOLS, DataError, Protocol, load_splits, resolve_source, sources
+from normcheck.data import PROTOCOLS, DataError, SplitProtocol, load_splits, resolve_source, sources
 from normcheck.data import cache as cache_module
 from normcheck.data.split import split
 from normcheck.records import DataSpec
 
-SMALL = Protocol("small", train_per_class=8, val_per_class=4, test_per_class=3)
+SMALL = SplitProtocol("small", train_per_class=8, val_per_class=4, test_per_class=3)
 
 
 @pytest.fixture

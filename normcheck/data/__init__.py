@@ -6,13 +6,13 @@
 
 from normcheck.data.cache import Images, SplitData, default_cache_dir, load_splits
 from normcheck.data.sources import DataError, Source, resolve_source
-from normcheck.data.split import PROTOCOLS, Protocol
+from normcheck.data.split import PROTOCOLS, SplitProtocol
 
 __all__ = [
     "PROTOCOLS",
     "DataError",
     "Images",
-    "Protocol",
+    "SplitProtocol",
     "Source",
     "SplitData",
     "default_cache_dir",

@@ -3,16 +3,16 @@
 import torch
 
 from normcheck.data.sources import DataError, RawData
-from normcheck.records import PROTOCOLS, Protocol
+from normcheck.records import PROTOCOLS, SplitProtocol
 
 
-def get_protocol(name: str) -> Protocol:
+def get_protocol(name: str) -> SplitProtocol:
     if name not in PROTOCOLS:
         raise DataError(f"unknown split protocol {name!r}; choose one of {sorted(PROTOCOLS)}")
     return PROTOCOLS[name]
 
 
-def split(raw: RawData, classes: tuple[str, ...], protocol: Protocol, seed: int,
+def split(raw: RawData, classes: tuple[str, ...], protocol: SplitProtocol, seed: int,
           origin: str) -> dict[str, torch.Tensor]:
     """Draw each class's train and validation images from the training split, test from test.
 
