@@ -186,7 +186,7 @@ def adastop_row(job: tuple) -> dict:
     tolerance = true_values(truth, FAMILY).tolerance["H1"][0]
     for i in range(sims):
         paired = simulator.paired(np.random.default_rng([seed, i]))
-        run = sequential.run(paired, design)
+        run = sequential.take_looks(paired, design)
         h1 = next(v for v in run.verdicts() if v.name == "H1")
         at = run.decided_at("H1")
         if h1.outcome in ("superior", "refuted"):  # directional claims about the difference

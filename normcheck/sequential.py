@@ -393,7 +393,7 @@ def needed_for(p: float, n: int, level: float) -> int | None:
     return math.ceil(n * (_z(level) / z) ** 2)
 
 
-def run(results: "pd.DataFrame | Paired", design: Design, family: Family,
+def take_looks(results: "pd.DataFrame | Paired", design: Design, family: Family,
         start: Rounds | None = None) -> Rounds:
     """Every look the results' replicates allow, after ``start``'s looks (looks already
     taken), stopping once the study is done."""

@@ -69,7 +69,7 @@ def test_over_looks_keeps_a_claims_error_at_its_level() -> None:
 def test_a_clear_effect_is_decided_early_and_stays_decided() -> None:
     design = Design(first=10, round=5, max_seeds=25)
     paired = Simulator(study_truth(replicates=25)).paired(np.random.default_rng(1))
-    run = sequential.run(paired, design, FAMILY)
+    run = sequential.take_looks(paired, design, FAMILY)
     assert run.looks[0].replicates == 10 and run.looks[0].share == design.look_alphas()[0]
     for name in run.names:  # a claim once made stays made at every later look
         outcomes = [next(v for v in look.verdicts if v.name == name).outcome
@@ -84,26 +84,26 @@ def test_a_look_needs_its_replicates() -> None:
     rounds = Rounds(Design(first=5, round=5, max_seeds=10), FAMILY)
     with pytest.raises(ValueError, match="look 1 needs 5 replicates; the table has 4"):
         rounds.look(table)
-    assert sequential.run(table, Design(first=5, round=5, max_seeds=10), FAMILY).looks == []
+    assert sequential.take_looks(table, Design(first=5, round=5, max_seeds=10), FAMILY).looks == []
 
 
 def test_a_study_with_only_futile_hypotheses_left_stops_and_says_what_it_saved() -> None:
     paired = Simulator(null_truth(replicates=40)).paired(np.random.default_rng(4))
-    run = sequential.run(paired, Design(), FAMILY)
+    run = sequential.take_looks(paired, Design(), FAMILY)
     assert run.stopped_for_futility and run.looks[-1].replicates < 40
     assert run.saved == 40 - run.looks[-1].replicates
     text = run.markdown()
     assert f"Stopped for futility after {run.looks[-1].replicates} replicates" in text
     assert f"saved {run.saved} replicates of the budget of 40" in text
     assert "(rough, at the trend seen)" in text
-    no_futility = sequential.run(paired, Design(futility=0.0), FAMILY)
+    no_futility = sequential.take_looks(paired, Design(futility=0.0), FAMILY)
     assert no_futility.looks[-1].replicates == 40 and not no_futility.stopped_for_futility
 
 
 def test_looks_read_back_the_same_and_refuse_another_design() -> None:
     design = Design(first=5, round=5, max_seeds=15)
     paired = Simulator(study_truth(replicates=15)).paired(np.random.default_rng(2))
-    run = sequential.run(paired, design, FAMILY)
+    run = sequential.take_looks(paired, design, FAMILY)
     back = Rounds.from_dict(design, FAMILY, run.to_dict())
     assert back.verdicts() == run.verdicts()
     assert [look.replicates for look in back.looks] == [look.replicates for look in run.looks]
@@ -116,7 +116,7 @@ def test_a_stores_record_is_small_and_its_looks_are_taken_again_on_the_same_runs
     characters); reading it back takes the looks again and refuses runs that changed."""
     design = Design(futility=0.0)
     paired = Simulator(study_truth(replicates=40)).paired(np.random.default_rng(5))
-    run = sequential.run(paired, design, FAMILY)
+    run = sequential.take_looks(paired, design, FAMILY)
     record = run.to_record()
     assert len(json.dumps(record)) < 4000 and len(record["looks"]) == len(run.looks)
     back = Rounds.from_record(design, FAMILY, record, paired)
@@ -133,7 +133,7 @@ def test_a_stores_record_is_small_and_its_looks_are_taken_again_on_the_same_runs
 def test_the_rounds_section_shows_every_look() -> None:
     design = Design(first=5, round=5, max_seeds=15, futility=0.0)
     paired = Simulator(study_truth(replicates=15)).paired(np.random.default_rng(2))
-    run = sequential.run(paired, design, FAMILY)
+    run = sequential.take_looks(paired, design, FAMILY)
     text = run.markdown()
     assert "pocock spending function" in text and design.digest in text
     for look in run.looks:
