@@ -210,7 +210,8 @@ class RoundsPlan:
 
     def rebuild(self, table: pd.DataFrame) -> Rounds:
         """A rebuild: the stored looks, and any more the runs allow."""
-        self.rounds = sequential.take_looks(table, self.design, self.family, start=self.stored(table))
+        self.rounds = sequential.take_looks(table, self.design, self.family,
+                                            start=self.stored(table))
         return self.rounds
 
     def markdown(self) -> str:

@@ -394,7 +394,7 @@ def needed_for(p: float, n: int, level: float) -> int | None:
 
 
 def take_looks(results: "pd.DataFrame | Paired", design: Design, family: Family,
-        start: Rounds | None = None) -> Rounds:
+               start: Rounds | None = None) -> Rounds:
     """Every look the results' replicates allow, after ``start``'s looks (looks already
     taken), stopping once the study is done."""
     paired = results if isinstance(results, Paired) else Paired(results)

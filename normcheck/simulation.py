@@ -539,7 +539,8 @@ def calibrate_sequential(truth: Truth, family: Family, design, sims: int,
     family_false = all_decided = futile = 0
     replicates = []
     for i in range(sims):
-        run = sequential.take_looks(simulator.paired(np.random.default_rng([seed, i])), design, family)
+        run = sequential.take_looks(simulator.paired(np.random.default_rng([seed, i])), design,
+                                    family)
         any_false = False
         for v in run.verdicts():
             is_decided = v.outcome != "inconclusive"
