@@ -201,6 +201,9 @@ class RayEngine:
 
     def run(self, config: TrainConfig) -> RunResult:
         """This configuration's result, waiting for its task (or for another session's)."""
+        have = self.results.get(config)
+        if have is not None:
+            return have
         key = self.splits.key(config)
         self.waiting.setdefault(key, config)
         while self.results.origin(config) is None:

@@ -56,6 +56,8 @@ def rebuild(options: SessionOptions) -> StudySession:
             verdicts = rounds.verdicts() if rounds.looks else []
         elif o.family.hypotheses:
             verdicts = o.family.evaluate(results_table(results))
+    except SessionError:  # a study in rounds under another design: refused, not a note
+        raise
     except ValueError as exc:  # e.g. runs without their paired partner
         session.outcome.notes.append(f"hypotheses not evaluated ({exc})")
     if not o.family.hypotheses:

@@ -80,6 +80,11 @@ def _design(options: Namespace) -> Design | None:
 
 
 def _family(paths: Iterable[str | Path]) -> Family:
+    paths = list(paths)
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        raise SessionError(f"--experiments {' '.join(missing)}: no such file or folder; pass "
+                           "the folder of the test files that define the hypotheses")
     try:
         return load(paths)
     except (RegistrationError, ValueError) as exc:
@@ -116,6 +121,10 @@ class SessionOptions:
         grid = options.grid and options.grid.with_replicates(
             design.max_seeds if design else seeds, design.base_seed if design else base_seed,
             _get(options, "resample_split"))
+        if design and not family.hypotheses:
+            raise SessionError("--seeds auto: the session collects no hypothesis, so no look "
+                               "could decide anything; collect the hypotheses' test files too "
+                               "(pytest experiments)")
         problems = grid and family.hypotheses and family.problems(grid.lr, grid.fc_units,
                                                                   grid.norm)
         if problems:
