@@ -219,7 +219,7 @@ class StudySession:
             command = shlex.join(["python", "-m", "normcheck", "report", "--mlflow-uri",
                                   redact(o.uri), "--experiment", o.experiment, "--grid",
                                   o.grid.name if o.grid else "", "--report-dir",
-                                  str(o.report_dir)])
+                                  str(o.report_dir), "--experiments", *o.paths])
             out.errors.append(f"REPORT NOT WRITTEN: {exc}. The runs are safe in MLflow; "
                               f"rebuild the reports with: {command}")
         if verdicts and o.record_verdicts:

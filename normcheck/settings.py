@@ -111,11 +111,13 @@ class SessionOptions:
     ray: RayOptions | None = None  # --engine ray; None: local
     claims_db: str | None = None  # PostgreSQL claims; None: file locks
     design: Design | None = None  # --seeds auto: rounds of replicates; None: a fixed number
+    paths: tuple[str, ...] = ()  # the test files or folders the family was loaded from
 
     @classmethod
     def parse(cls, options: Namespace, paths: Iterable[str | Path],
               workers: int = 0) -> "SessionOptions":
         """Options from pytest or the command line, and the hypotheses under ``paths``."""
+        paths = tuple(str(Path(p).resolve()) for p in paths)
         design, family = _design(options), _family(paths)
         seeds, base_seed = _get(options, "seeds"), _get(options, "base_seed")
         grid = options.grid and options.grid.with_replicates(
@@ -146,4 +148,4 @@ class SessionOptions:
                    retrain=_get(options, "retrain"), expect_verdicts=expect, recorded=recorded,
                    record_verdicts=record, inconclusive=_get(options, "inconclusive"),
                    workers=workers, ray=_ray(options, uri, workers), claims_db=claims,
-                   design=design)
+                   design=design, paths=paths)
