@@ -38,7 +38,6 @@ from normcheck.verdicts import Evidence, Verdict
 NAME = re.compile(r"^[A-Z][A-Za-z0-9_.]*$")  # H1, H6, Dropout1: verdict names add -<arm>
 Check = Callable[[Paired, str, Registered], Claim]
 Describe = Callable[[Paired, str, Registered, Claim], tuple[list[str], str]]
-FIXTURES = ("normcheck_arm", "normcheck_verdict")  # what the plugin gives a hypothesis's test
 
 
 @dataclass(eq=False)
