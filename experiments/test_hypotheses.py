@@ -91,24 +91,20 @@ def _ci(e) -> str:
     return e.format(3)
 
 
-def _median(values: np.ndarray):
-    return estimate(values)
-
-
 @describes(test_h1_at_least_as_accurate)
 def _h1(runs: Paired, arm: str, h, claim) -> tuple[list[str], str]:
     acc = runs.metric(h.metric)
     diff = (acc[arm] - acc[NONE]).values  # (lr, fc, dropout, replicate)
-    estimate = claim.parts[0].estimate
+    median = claim.parts[0].estimate
     cells = [(i, j, c) for i in range(len(runs.lrs)) for j in range(len(runs.fcs))
              for c in range(len(runs.dropouts))]
-    per_cell = [_median(diff[i, j, c]) for i, j, c in cells]
+    per_cell = [estimate(diff[i, j, c]) for i, j, c in cells]
     adjusted = holm(np.array([min(1.0, 2 * min(e.p_above(0), e.p_below(0)))
                               for e in per_cell]))
     label = get(arm).label
     wins = f"{label} won {int((diff > 0).sum())} of {int(np.isfinite(diff).sum())} pairs"
     lines = [f"  {wins} (replicate x cell), tied {int((diff == 0).sum())}; mean over "
-             f"replicates {estimate.mean:+.4f} (descriptive)",
+             f"replicates {median.mean:+.4f} (descriptive)",
              "  per cell (reported, not asserted): median difference [95% CI], Holm p over "
              "cells (two-sided sign tests)"]
     for (i, j, c), e, p in zip(cells, per_cell, adjusted, strict=True):
@@ -154,7 +150,7 @@ def _h2(runs: Paired, arm: str, h, claim) -> tuple[list[str], str]:
 def _h3(runs: Paired, arm: str, h, claim) -> tuple[list[str], str]:
     k, label = runs.norms.index(arm), get(arm).label
     acc = runs.metric(h.metric)
-    each = [_median(acc[norm].lr_slope().values) for norm in (NONE, arm)]
+    each = [estimate(acc[norm].lr_slope().values) for norm in (NONE, arm)]
     lines = [f"  per tenfold lr (least squares over log10 lr), median [95% CI]: none "
              f"{_ci(each[0])}, {arm} {_ci(each[1])}"]
     means = np.nanmean(runs(h.metric), axis=(2, 3))  # (lr, fc, norm)
@@ -172,16 +168,16 @@ def _h3(runs: Paired, arm: str, h, claim) -> tuple[list[str], str]:
 @describes(test_h4_norm_dampens_the_lr_capacity_interaction)
 def _h4(runs: Paired, arm: str, h, claim) -> tuple[list[str], str]:
     label = get(arm).label
-    none, other = (_median(x.values) for x in (claim.contrasts[0].of, claim.contrasts[0].to))
+    none, other = (estimate(x.values) for x in (claim.contrasts[0].of, claim.contrasts[0].to))
     acc, train = runs.metric(h.metric), runs.metric("final_train_acc")
-    cap = {norm: _median(acc[norm].capacity().values) for norm in (NONE, arm)}
+    cap = {norm: estimate(acc[norm].capacity().values) for norm in (NONE, arm)}
     lines = [f"  the interaction, median over replicates [95% CI]: none {_ci(none)}, {arm} "
              f"{_ci(other)}",
              f"  capacity's own effect (reported, not asserted): change from fc="
              f"{runs.fcs[0]} to fc={runs.fcs[-1]}, median [95% CI]"]
     for norm in (NONE, arm):
         lines.append(f"    {norm}: {h.metric_label} {_ci(cap[norm])}; final train accuracy "
-                     f"{_ci(_median(train[norm].capacity().values))}")
+                     f"{_ci(estimate(train[norm].capacity().values))}")
     plain = (f"How much the lr effect differs between fc={runs.fcs[0]} and "
              f"fc={runs.fcs[-1]} (the lr x capacity interaction) was {_ci(none)} without "
              f"normalization and {_ci(other)} with {label} (medians, 95% CIs); its size "
@@ -205,7 +201,7 @@ def _h5(runs: Paired, arm: str, h, claim) -> tuple[list[str], str]:
         kept = ~np.isnan(log_ratio[i])
         medians = [np.median(beta[i, ..., c][kept]) if kept.any() else np.nan
                    for c in (0, k)]
-        e = _median(nanmean(log_ratio[i:i + 1], axis=(0, 1, 2)))
+        e = estimate(nanmean(log_ratio[i:i + 1], axis=(0, 1, 2)))
         lines.append(f"    lr={lr:g}: {_ci(e)}; beta {medians[0]:.3g} vs {medians[1]:.3g} "
                      f"({int(kept.sum())} pairs)")
     plain = ("Along Adam's own update, the log ratio of no-norm's beta-smoothness to "

@@ -37,7 +37,7 @@ class Plan(Protocol):
     def cases(self) -> list[TrainConfig]: ...
     def first(self) -> list[TrainConfig]: ...
     def skip_reason(self, config: TrainConfig) -> str | None: ...
-    def covered(self, have: set[str]) -> list[TrainConfig]: ...
+    def covered(self) -> list[TrainConfig]: ...
     def verdicts(self, table: pd.DataFrame | None = None) -> list[Verdict]: ...
     def markdown(self) -> str: ...
     def how(self) -> str: ...
@@ -68,7 +68,7 @@ class FixedPlan:
     def skip_reason(self, config: TrainConfig) -> str | None:
         return None
 
-    def covered(self, have: set[str]) -> list[TrainConfig]:
+    def covered(self) -> list[TrainConfig]:
         return self.grid.configs()
 
     def verdicts(self, table: pd.DataFrame | None = None) -> list[Verdict]:
@@ -199,7 +199,7 @@ class RoundsPlan:
                    "(--seeds auto)"
         return None
 
-    def covered(self, have: set[str]) -> list[TrainConfig]:
+    def covered(self) -> list[TrainConfig]:
         """The replicates up to where the study stopped, or the next look."""
         self.rounds = self.sequence(train=False)
         used = self.rounds.next_replicates() or self.rounds.looks[-1].replicates

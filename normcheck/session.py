@@ -191,8 +191,7 @@ class StudySession:
             outcomes = self.results.outcomes()
             for _, origin in outcomes:
                 self.outcome.origins[origin] = self.outcome.origins.get(origin, 0) + 1
-            wanted = {c.case_id for c in self.plan.covered({r.config.case_id
-                                                            for r, _ in outcomes})}
+            wanted = {c.case_id for c in self.plan.covered()}
             results = [r for r, _ in outcomes if r.config.case_id in wanted]
             self.outcome.missing = len(wanted - {r.config.case_id for r in results})
             if results:
@@ -201,17 +200,19 @@ class StudySession:
                 table = results_table(results)
                 decided = [] if self.outcome.missing else self.plan.verdicts(table)
                 self.decide_and_report(results, decided, context(self, table),
-                                       self.fingerprint, self.plan.how())
+                                       self.fingerprint, self.plan.how(), table)
             return not self.outcome.errors
         finally:
             self.close()
 
     def decide_and_report(self, results: list[RunResult], verdicts: list[Verdict],
-                          context: dict[str, str], fingerprint: str | None, how: str) -> None:
+                          context: dict[str, str], fingerprint: str | None, how: str,
+                          table: "pd.DataFrame | None" = None) -> None:
         """Write the reports of ``results`` and, with ``--record-verdicts``, the record: the
         last step of a session and of a rebuild."""
         o, out = self.options, self.outcome
-        out.table, out.verdicts = results_table(results), verdicts
+        out.table = results_table(results) if table is None else table
+        out.verdicts = verdicts
         try:
             out.written = write_reports(results, o.report_dir, verdicts, context,
                                         self.plan.markdown() if self.plan else "", o.family)
