@@ -103,9 +103,11 @@ class Suite:
         return self
 
     def args(self, *args: str) -> list[str]:
+        # without Hypothesis's plugin: it imports Hypothesis (seconds) to print a summary the
+        # suite's sessions have no use for
         return ["--grid", "tiny.toml", "--data-dir", str(self.data), "--mlflow-uri", self.uri,
                 "--experiment", self.experiment, "--report-dir", "out", "-p", "no:cacheprovider",
-                *args]
+                "-p", "no:hypothesispytest", *args]
 
     def __call__(self, *args: str) -> pytest.RunResult:
         """Run the suite to the end in a subprocess."""

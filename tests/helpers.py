@@ -144,12 +144,18 @@ class EngineContract:
 
     def test_a_finished_run_in_the_store_is_reused(self, tmp_path, seed_batches,
                                                    store_uri) -> None:
-        experiment = self.experiment()
-        trained = self.resolve(self.parts(tmp_path, seed_batches, store_uri, experiment))[0]
-        later = self.parts(tmp_path, seed_batches, store_uri, experiment, "later")
-        reused = self.resolve(later)[0]
-        assert reused.run_id == trained.run_id and later[0].origin(self.CONFIG) == "reused"
-        assert self.statuses(later[2]) == ["FINISHED"]
+        """The run another session finished (logged here by the runner itself, so the engine
+        under test joins its cluster once)."""
+        from normcheck.runner import train_and_log
+
+        parts = self.parts(tmp_path, seed_batches, store_uri, self.experiment())
+        splits, tracker = parts[1], parts[2]
+        seed = self.CONFIG.split_seed
+        trained = train_and_log(self.CONFIG, lambda: splits.on_device(seed), splits.split(seed),
+                                tracker, splits.training_device())
+        reused = self.resolve(parts)[0]
+        assert reused.run_id == trained.run_id and parts[0].origin(self.CONFIG) == "reused"
+        assert self.statuses(tracker) == ["FINISHED"]
 
     def test_a_run_a_killed_session_left_is_trained_again(self, tmp_path, seed_batches,
                                                           store_uri) -> None:

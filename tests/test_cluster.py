@@ -28,7 +28,7 @@ description = "tiny synthetic grid, runs long enough to be interrupted"
 [grid]
 fc_units = [4, 8]
 [train]
-epochs = 20
+epochs = 8
 base_channels = 2
 [replicates]
 seeds = 1

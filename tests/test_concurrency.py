@@ -16,9 +16,9 @@ fc_units = [4, 8, 16]
 epochs = 1
 base_channels = 2
 [replicates]
-seeds = 6
+seeds = 3
 """
-STRESS_RUNS = 3 * 3 * 2 * 6
+STRESS_RUNS = 3 * 3 * 2 * 3
 RUN_METRICS = {"best_val_acc", "best_epoch", "final_val_acc", "final_val_loss", "test_acc",
                "train_loss", "train_acc", "val_loss", "val_acc", "diverged", "unstable",
                "max_grad_norm", "beta_smoothness", "loss_range", "grad_change", "train_seconds"}

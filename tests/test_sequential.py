@@ -4,6 +4,7 @@ and that optional stopping keeps the family's error under a least favourable tru
 purpose (every look at the full alpha), the error over looks is too large."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -109,6 +110,17 @@ def test_looks_read_back_the_same_and_refuse_another_design() -> None:
     assert [look.replicates for look in back.looks] == [look.replicates for look in run.looks]
     with pytest.raises(DesignMismatch, match=f"taken under design {design.digest}"):
         Rounds.from_dict(Design(first=5, round=5, max_seeds=20), FAMILY, run.to_dict())
+
+
+@pytest.mark.parametrize("changed", [{"max_seeds": 20}, {"round": 3}, {"first": 4},
+                                     {"base_seed": 200000}, {"spending": "obrien-fleming"}])
+def test_a_record_is_refused_under_any_other_design(changed: dict) -> None:
+    """What the whole-session test (tests/test_rounds.py) shows for one option, for each."""
+    design = Design(first=5, round=5, max_seeds=15)
+    record = Rounds(design, FAMILY).to_record()
+    sequential.check(design, record)
+    with pytest.raises(DesignMismatch, match=f"taken under design {design.digest}"):
+        sequential.check(replace(design, **changed), record)
 
 
 def test_a_stores_record_is_small_and_its_looks_are_taken_again_on_the_same_runs() -> None:
