@@ -12,10 +12,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from normcheck.norms import NORMS
+from normcheck.probe import SHIFT_METRICS
 
 # Part of every configuration's hash. Bump it when a change alters what training produces
 # (then no stored run is reused); a release that leaves training alone keeps it.
-RESULTS_VERSION = "0.3.0"
+RESULTS_VERSION = "0.4.0"  # 0.4.0: the internal covariate shift probe
 COLLAPSE_MARGIN = 0.05  # a run has collapsed if its final accuracy is this close to chance
 
 
@@ -127,6 +128,11 @@ class EpochMetrics:
     loss_range: float = math.nan
     grad_change: float = math.nan
     beta_smoothness: float = math.nan
+    # internal covariate shift at the end of the epoch (see normcheck.shift); NaN once diverged
+    ics_l2: float = math.nan
+    ics_cosine: float = math.nan
+    input_mean_shift: float = math.nan
+    input_var_shift: float = math.nan
 
     def metrics(self) -> dict[str, float]:
         """Everything but the epoch number, as logged to MLflow per step."""
@@ -202,6 +208,7 @@ class RunResult:
             "loss_range": mean("loss_range"),
             "grad_change": mean("grad_change"),
             "beta_smoothness": mean("beta_smoothness"),
+            **{key: mean(key) for key in SHIFT_METRICS},
             "train_seconds": self.train_seconds,
         }
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from normcheck.probe import PROBE_STEPS
+from normcheck.shift import covariate_shift
 
 Update = Callable[[list[torch.Tensor]], list[torch.Tensor]]
 
@@ -49,19 +50,23 @@ def _norm(tensors: list[torch.Tensor]) -> float:
 
 
 def probe_along(loss_fn: Callable[[], torch.Tensor], params: list[torch.Tensor], update: Update,
-                multiples: tuple[float, ...] = PROBE_STEPS) -> dict[str, float]:
+                multiples: tuple[float, ...] = PROBE_STEPS,
+                also: Callable[[list[torch.Tensor], list[torch.Tensor]], dict[str, float]]
+                | None = None) -> dict[str, float]:
     """Loss range, gradient change and beta-smoothness along ``update(gradient)`` from the
     parameters' current values; the parameters are restored afterwards.
 
     ``loss_fn`` computes the loss from ``params``; ``update`` maps their gradients to the
     change an optimizer step would make. beta-smoothness is the largest ratio of the gradient's
-    change to the distance moved, over the ``multiples`` of that change.
+    change to the distance moved, over the ``multiples`` of that change. ``also(gradients,
+    update)`` measures more from the same start (its results join the probe's).
     """
     start = [p.detach().clone() for p in params]
     loss0, grad0 = _loss_and_grads(loss_fn, params)
     direction = update(grad0)
     length = _norm(direction)
     losses, changes, betas = [loss0], [], []
+    extra = also(grad0, direction) if also is not None else {}
     try:
         for k in multiples:
             with torch.no_grad():
@@ -77,12 +82,13 @@ def probe_along(loss_fn: Callable[[], torch.Tensor], params: list[torch.Tensor],
             for p, p0 in zip(params, start, strict=True):
                 p.copy_(p0)
     return {"loss_range": max(losses) - min(losses), "grad_change": max(changes),
-            "beta_smoothness": max(betas)}
+            "beta_smoothness": max(betas), **extra}
 
 
 def landscape_probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update
                     ) -> dict[str, float]:
-    """The probe at ``model``'s weights on the batch ``(x, y)``, along ``update``.
+    """The probe at ``model``'s weights on the batch ``(x, y)``, along ``update``: the
+    landscape's smoothness and the internal covariate shift (``normcheck.shift``).
 
     Works on a copy in training mode (BatchNorm uses batch statistics, as in training) with
     dropout off and BatchNorm's running statistics frozen, so training is not disturbed.
@@ -95,4 +101,9 @@ def landscape_probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: 
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.momentum = 0.0
     params = list(probe.parameters())
-    return probe_along(lambda: F.cross_entropy(probe(x), y), params, update)
+
+    def loss() -> torch.Tensor:
+        return F.cross_entropy(probe(x), y)
+
+    return probe_along(loss, params, update,
+                       also=lambda grads, step: covariate_shift(probe, loss, grads, step))

@@ -9,6 +9,7 @@ import pandas as pd
 
 from normcheck import norms
 from normcheck.contrasts import Paired, estimate
+from normcheck.probe import SHIFT_METRICS
 from normcheck.records import RunResult
 from normcheck.stats import Median, t_half_width
 
@@ -19,13 +20,13 @@ METRIC_COLUMNS = ["best_val_acc", "best_epoch", "final_val_acc", "final_val_loss
                   "final_train_acc", "final_train_loss", "test_acc", "epochs_run",
                   "initial_train_loss", "diverged", "collapsed", "loss_up", "unstable",
                   "volatility", "max_grad_norm", "loss_range", "grad_change", "beta_smoothness",
-                  "train_seconds"]
+                  *SHIFT_METRICS, "train_seconds"]
 META_COLUMNS = ["n_val", "num_classes", "device", "mlflow_run_id"]
 COLUMNS = PARAM_COLUMNS + METRIC_COLUMNS + META_COLUMNS
 FLAGS = ["diverged", "collapsed", "loss_up", "unstable"]
 # summary.csv aggregates these per configuration (lr, fc_units, dropout, norm) over replicates
 SUMMARY_METRICS = ["final_val_acc", "test_acc", "best_val_acc", "final_train_acc", "unstable",
-                   "volatility", "max_grad_norm", "beta_smoothness", "train_seconds"]
+                   "volatility", "max_grad_norm", "beta_smoothness", "ics_cosine", "train_seconds"]
 CI_METRICS = ["final_val_acc", "test_acc"]  # also given a 95% t interval over replicates
 CELL = ["lr", "fc_units", "dropout", "norm"]
 

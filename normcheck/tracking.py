@@ -15,6 +15,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from normcheck.probe import SHIFT_METRICS
 from normcheck.records import EpochMetrics, RunResult, TrainConfig
 from normcheck.uris import redact, redact_text, sqlite_path, unreachable
 
@@ -218,7 +219,7 @@ class Tracker:
 
 
 HISTORY_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "loss_range",
-                   "grad_change", "beta_smoothness")
+                   "grad_change", "beta_smoothness", *SHIFT_METRICS)
 HISTORY_TAG = "normcheck.history"  # every epoch's metrics, so a load needs no query per run
 
 

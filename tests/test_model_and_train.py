@@ -159,6 +159,8 @@ def test_every_epoch_records_the_landscape_probe() -> None:
     result, _ = train(TrainConfig(lr=3e-3, fc_units=8, epochs=2, batch_size=16,
                                   base_channels=2), tiny_data())
     assert all(math.isfinite(m.beta_smoothness) and m.grad_change >= 0 for m in result.history)
+    assert all(m.ics_l2 > 0 and -1 <= m.ics_cosine <= 1 and m.input_mean_shift > 0
+               for m in result.history)
     assert math.isfinite(result.initial_train_loss)
 
 

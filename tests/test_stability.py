@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from normcheck.model import CompactCNN
 from normcheck.optimizer import Adam
-from normcheck.probe import PROBE_STEPS
+from normcheck.probe import PROBE_STEPS, SHIFT_METRICS
 from normcheck.stability import landscape_probe, probe_along, probe_batch
 
 
@@ -82,8 +82,9 @@ def test_landscape_probe_leaves_the_model_and_optimizer_untouched() -> None:
     state = [t.clone() for t in optimizer.exp_avgs + optimizer.exp_avg_sqs + optimizer.steps]
     x, y = torch.rand(32, 3, 32, 32), torch.randint(0, 3, (32,))
     probe = landscape_probe(model, x, y, optimizer.update)
-    assert set(probe) == {"loss_range", "grad_change", "beta_smoothness"}
+    assert set(probe) == {"loss_range", "grad_change", "beta_smoothness", *SHIFT_METRICS}
     assert all(v >= 0 and math.isfinite(v) for v in probe.values())
+    assert 0 < probe["ics_cosine"] <= 1
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # BN running stats included
     assert all(torch.equal(a, b) for a, b in zip(
