@@ -13,6 +13,8 @@ from normcheck.records import RunResult
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from normcheck.variance import Decomposition
+
 
 def _norms(frame: pd.DataFrame) -> list[tuple[str, str]]:
     """(name, colour) of each normalisation in ``frame``, in the vocabulary's order."""
@@ -149,4 +151,55 @@ def smoothness(table: pd.DataFrame, path: Path) -> Path:
         ax.set_title(metric.replace("_", " "))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def covariate_shift(results: list[RunResult], path: Path) -> Path:
+    """Internal covariate shift per epoch, a panel per measure and a line per norm and lr:
+    the mean over the runs that did not diverge."""
+    measures = {"ics_cosine": "gradient cosine before/after earlier layers' step (1: no shift)",
+                "ics_l2": "gradient change, L2", "input_mean_shift": "input mean shift (sd)"}
+    rows = [{"lr": r.config.lr, "norm": r.config.norm, "epoch": m.epoch,
+             **{k: getattr(m, k) for k in measures}}
+            for r in results if not r.diverged for m in r.history]
+    frame = pd.DataFrame(rows)
+    fig = _figure(4.2 * len(measures), 3.4)
+    axes = fig.subplots(1, len(measures), squeeze=False)[0]
+    lrs = sorted(frame["lr"].unique(), reverse=True) if len(frame) else []
+    styles = ["-", "--", ":", "-."]
+    for ax, (metric, title) in zip(axes, measures.items(), strict=True):
+        for norm, color in (_norms(frame) if len(frame) else []):
+            for lr, style in zip(lrs, styles, strict=False):
+                runs = frame[(frame["norm"] == norm) & (frame["lr"] == lr)]
+                means = runs.groupby("epoch")[metric].mean()
+                ax.plot(means.index, means.values, color=color, linestyle=style,
+                        label=f"{norm}, lr={lr:g}")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def variance_shares(decomposition: "Decomposition", path: Path) -> Path:
+    """The shares of variance per arm, with their intervals."""
+    from normcheck.variance import FACTORS
+
+    arms = decomposition.arms
+    fig = _figure(1.6 + 1.4 * len(FACTORS), 3.4)
+    ax = fig.subplots()
+    width = 0.8 / len(arms)
+    for k, arm in enumerate(arms):
+        x = np.arange(len(FACTORS)) + (k - (len(arms) - 1) / 2) * width
+        point = decomposition.point[k]
+        errors = [point - decomposition.low[k], decomposition.high[k] - point]
+        ax.bar(x, point, width, color=norms.get(arm).color, label=arm, yerr=errors,
+               capsize=3)
+    ax.set_xticks(range(len(FACTORS)), FACTORS)
+    ax.set_ylabel(f"share of the variance of {decomposition.metric.replace('_', ' ')}")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"which factor matters most ({decomposition.replicates} replicates, 95% "
+                 "intervals)", fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7)
     return _save(fig, path)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from normcheck import __version__, figures, norms, provenance
 from normcheck.atomic import atomic_path
+from normcheck.contrasts import Paired
 from normcheck.family import Family
 from normcheck.norms import CONTROL
 from normcheck.probe import PROBE_BATCH, PROBE_STEPS
@@ -17,6 +18,7 @@ from normcheck.records import RunResult
 from normcheck.registration import declared
 from normcheck.stats import Estimated
 from normcheck.tables import headline, results_table, summary_table
+from normcheck.variance import Decomposition, decompose
 from normcheck.verdicts import Verdict
 
 FIGURES_STAMP = ".normcheck-figures.json"  # what the figures in a folder were drawn from
@@ -178,7 +180,7 @@ def _figures_key(table: pd.DataFrame, results: list[RunResult]) -> str:
 
 
 def _draw_figures(results: list[RunResult], table: pd.DataFrame, summary: pd.DataFrame,
-                  folder: Path) -> list[Path]:
+                  folder: Path, shares: Decomposition | None) -> list[Path]:
     """The figures, drawn again only when what they show changed: a rebuild of a session
     whose runs were all reused redraws nothing."""
     key, stamp = _figures_key(table, results), folder / FIGURES_STAMP
@@ -192,6 +194,10 @@ def _draw_figures(results: list[RunResult], table: pd.DataFrame, summary: pd.Dat
     written.append(figures.learning_curves(results, folder / "learning_curves.png"))
     written.append(figures.instability(table, folder / "instability.png"))
     written.append(figures.smoothness(table, folder / "smoothness.png"))
+    if table["ics_cosine"].notna().any():  # runs from before the probe have none
+        written.append(figures.covariate_shift(results, folder / "covariate_shift.png"))
+    if shares is not None:
+        written.append(figures.variance_shares(shares, folder / "variance_shares.png"))
     with atomic_path(stamp) as tmp:
         tmp.write_text(json.dumps({"key": key, "files": [p.name for p in written]}))
     return written
@@ -204,11 +210,22 @@ def _write_all(results: list[RunResult], folder: Path, verdicts: list[Verdict] |
     table = results_table(results)
     summary = summary_table(table)
     written = write_tables(table, summary, folder)
-    written += _draw_figures(results, table, summary, folder)
+    shares = variance_shares(table)
+    written += _draw_figures(results, table, summary, folder, shares)
     head = headline(table) if verdicts else None
     written.append(_write_markdown(folder / "report.md", table, summary, verdicts or [], head,
-                                   context or {}, [p.name for p in written], rounds, family))
+                                   context or {}, [p.name for p in written], rounds, family,
+                                   shares))
     return written
+
+
+def variance_shares(table: pd.DataFrame) -> Decomposition | None:
+    """The variance shares of the headline metric, or None where the grid cannot give them
+    (incomplete, one lr or width, fewer than three replicates)."""
+    try:
+        return decompose(Paired(table), declared()["family"]["metric"])
+    except ValueError:
+        return None
 
 
 def _ci(e: Estimated) -> str:
@@ -311,8 +328,8 @@ def _family(verdicts: list[Verdict], hypotheses: Family | None) -> str:
 
 def _write_markdown(path: Path, table: pd.DataFrame, summary: pd.DataFrame,
                     verdicts: list[Verdict], head: dict | None, context: dict[str, str],
-                    files: list[str], rounds: str = "", hypotheses: Family | None = None
-                    ) -> Path:
+                    files: list[str], rounds: str = "", hypotheses: Family | None = None,
+                    shares: Decomposition | None = None) -> Path:
     def image(name: str, alt: str) -> str:
         return f"![{alt}]({name})" if name in files else ""
 
@@ -360,6 +377,21 @@ def _write_markdown(path: Path, table: pd.DataFrame, summary: pd.DataFrame,
         "a dead network is trivially smooth.",
         image("smoothness.png", "smoothness"),
         f"```\n{h5.message}\n```" if h5 else "",
+        "## Internal covariate shift",
+        "Measured with the smoothness probe, on the same batch along the same update: for each "
+        "layer after the first, the cosine between its gradient before and after the earlier "
+        "layers take their step (Santurkar et al. 2018; 1 means no shift), the L2 distance "
+        "between the two, and how far the layer's input mean moves, in standard deviations "
+        "(the distributional sense of Ioffe and Szegedy 2015); means over the runs that did "
+        "not diverge.",
+        image("covariate_shift.png", "internal covariate shift") or
+        "_Not measured: these runs are from before the probe (results version 0.4.0)._",
+        "## Which factor matters most",
+        "The original study's reflection, that the learning rate was the dominant factor, is "
+        "about these shares (reported, not asserted).",
+        image("variance_shares.png", "variance shares"),
+        shares.markdown() if shares else "_Not computed: the grid needs two or more lrs and "
+        "fc_units and three or more complete replicates._",
         "Columns of `metrics.csv` and `summary.csv` are described in normcheck's "
         "`docs/reports.md`.",
     ]

@@ -26,8 +26,10 @@ FAMILY = load([EXPERIMENTS])
 
 def fake_result(lr: float, fc: int, norm: str, seed: int, acc: float) -> RunResult:
     """A recorded result, as the results store would hold it."""
-    history = [EpochMetrics(1, 1.0, acc - 0.1, 1.0, acc - 0.05, 0.1, 0.5, 10.0),
-               EpochMetrics(2, 0.9, acc, 0.9, acc, 0.1, 0.4, 8.0)]
+    shift = {"ics_l2": 0.5, "ics_cosine": 0.9 if norm == "none" else 0.8,
+             "input_mean_shift": 0.05, "input_var_shift": 0.1}
+    history = [EpochMetrics(1, 1.0, acc - 0.1, 1.0, acc - 0.05, 0.1, 0.5, 10.0, **shift),
+               EpochMetrics(2, 0.9, acc, 0.9, acc, 0.1, 0.4, 8.0, **shift)]
     return RunResult(TrainConfig(lr=lr, fc_units=fc, norm=norm, seed=seed), history,
                      test_acc=acc, initial_train_loss=1.1, max_grad_norm=3.0, train_seconds=1.5,
                      n_val=480, num_classes=3, run_id=f"run-{lr}-{fc}-{norm}-{seed}")

@@ -20,12 +20,15 @@ def test_reports_are_written(tmp_path: Path) -> None:
     names = {p.name for p in written}
     assert names == {"metrics.csv", "summary.csv", "heatmap_none.png", "heatmap_batchnorm.png",
                      "heatmap_batchnorm_minus_none.png", "learning_curves.png",
-                     "instability.png", "smoothness.png", "report.md"}
+                     "instability.png", "smoothness.png", "covariate_shift.png",
+                     "variance_shares.png", "report.md"}
     for path in written:
         assert path.stat().st_size > 500
     assert (tmp_path / "out" / "heatmap_none.png").read_bytes()[:4] == b"\x89PNG"
     assert [p.name for p in (tmp_path / "out").glob(".*")] == [FIGURES_STAMP]  # no temp files
     markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "![internal covariate shift](covariate_shift.png)" in markdown
+    assert "## Which factor matters most" in markdown and "| batchnorm - none |" in markdown
     assert markdown.startswith("# normcheck report\n\n**Answer.** Over 3 replicates of 8 "
                                "configurations")
     answer = markdown.split("\n\n")[1]

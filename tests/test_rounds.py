@@ -53,7 +53,7 @@ def test_a_study_is_not_resumed_or_rebuilt_under_another_design(suite) -> None:
     """One changed option, in whole sessions (tests/test_sequential.py refuses each option's
     change of a stored record)."""
     suite.with_empty_store()
-    started = suite("test_grid.py", "test_hypotheses.py", *DESIGN, "-n", "2",
+    started = suite("test_grid.py", "test_hypotheses.py", *DESIGN, "-n", "0",
                     "--inconclusive", "warn")
     assert "rounds (--seeds auto)" in started.stdout.str(), started.stdout.str()
     design = list(DESIGN)
@@ -65,6 +65,7 @@ def test_a_study_is_not_resumed_or_rebuilt_under_another_design(suite) -> None:
     assert "runs: reused" not in resumed.stdout.str()  # refused before anything trains
     refused = rebuild(suite, *design)
     assert refused.returncode != 0 and "its looks were taken under design" in refused.stderr
-    fresh = suite("test_grid.py", "test_hypotheses.py", "--inconclusive", "warn", *design,
-                  "--base-seed", "200000", "-n", "2")
-    assert "rounds (--seeds auto)" in fresh.stdout.str()  # fresh replicates: a new study
+    fresh = suite("test_grid.py", "test_hypotheses.py", "--inconclusive", "warn", "--seeds",
+                  "auto", "--first", "3", "--round", "3", "--max-seeds", "3", "--base-seed",
+                  "200000", "-n", "0")  # fresh replicates: a new study, under any design
+    assert "rounds (--seeds auto)" in fresh.stdout.str(), fresh.stdout.str()
