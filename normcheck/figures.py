@@ -171,8 +171,8 @@ def covariate_shift(results: list[RunResult], path: Path) -> Path:
         for norm, color in (_norms(frame) if len(frame) else []):
             for lr, style in zip(lrs, styles, strict=False):
                 runs = frame[(frame["norm"] == norm) & (frame["lr"] == lr)]
-                means = runs.groupby("epoch")[metric].mean()
-                ax.plot(means.index, means.values, color=color, linestyle=style,
+                means = runs.groupby("epoch")[metric].mean().dropna()  # measured epochs
+                ax.plot(means.index, means.values, color=color, linestyle=style, marker="o",
                         label=f"{norm}, lr={lr:g}")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")

@@ -85,10 +85,10 @@ def probe_along(loss_fn: Callable[[], torch.Tensor], params: list[torch.Tensor],
             "beta_smoothness": max(betas), **extra}
 
 
-def landscape_probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update
-                    ) -> dict[str, float]:
+def landscape_probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update,
+                    shift: bool = True) -> dict[str, float]:
     """The probe at ``model``'s weights on the batch ``(x, y)``, along ``update``: the
-    landscape's smoothness and the internal covariate shift (``normcheck.shift``).
+    landscape's smoothness and (``shift``) the internal covariate shift (``normcheck.shift``).
 
     Works on a copy in training mode (BatchNorm uses batch statistics, as in training) with
     dropout off and BatchNorm's running statistics frozen, so training is not disturbed.
@@ -105,5 +105,5 @@ def landscape_probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: 
     def loss() -> torch.Tensor:
         return F.cross_entropy(probe(x), y)
 
-    return probe_along(loss, params, update,
-                       also=lambda grads, step: covariate_shift(probe, loss, grads, step))
+    return probe_along(loss, params, update, also=(
+        lambda grads, step: covariate_shift(probe, loss, grads, step)) if shift else None)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from normcheck.data import SplitData
 from normcheck.model import CompactCNN
 from normcheck.optimizer import Adam
-from normcheck.probe import PROBE_BATCH
+from normcheck.probe import PROBE_BATCH, measures_shift
 from normcheck.records import EpochMetrics, RunResult, TrainConfig
 from normcheck.stability import landscape_probe, probe_batch
 
@@ -100,7 +100,8 @@ def train(config: TrainConfig, data: DeviceData,
             if epoch == 1 and i == 0:
                 initial_train_loss = loss.item()
         train_loss = loss_sum.item() / len(order)
-        probe = (landscape_probe(model, probe_x, probe_y, optimizer.update)
+        probe = (landscape_probe(model, probe_x, probe_y, optimizer.update,
+                                 shift=measures_shift(epoch, config.epochs))
                  if math.isfinite(train_loss) else {})
         val_loss, val_acc = evaluate(model, data.val_x, data.val_y)
         metrics = EpochMetrics(epoch, train_loss, correct.item() / len(order), val_loss, val_acc,

@@ -155,12 +155,14 @@ def test_result_round_trips_through_a_dict() -> None:
     assert RunResult.from_dict(result.to_dict()) == result
 
 
-def test_every_epoch_records_the_landscape_probe() -> None:
-    result, _ = train(TrainConfig(lr=3e-3, fc_units=8, epochs=2, batch_size=16,
+def test_every_epoch_records_the_landscape_probe_and_every_other_the_shift() -> None:
+    result, _ = train(TrainConfig(lr=3e-3, fc_units=8, epochs=4, batch_size=16,
                                   base_channels=2), tiny_data())
     assert all(math.isfinite(m.beta_smoothness) and m.grad_change >= 0 for m in result.history)
+    measured = [m for m in result.history if m.epoch in (1, 3, 4)]  # 1, 3, ... and the last
     assert all(m.ics_l2 > 0 and -1 <= m.ics_cosine <= 1 and m.input_mean_shift > 0
-               for m in result.history)
+               for m in measured)
+    assert math.isnan(result.history[1].ics_cosine)
     assert math.isfinite(result.initial_train_loss)
 
 
