@@ -129,6 +129,7 @@ class EpochMetrics:
     grad_change: float = math.nan
     beta_smoothness: float = math.nan
     # internal covariate shift at the end of the epoch (see normcheck.shift); NaN once diverged
+    # and after the epochs it is not measured (normcheck.probe.measures_shift)
     ics_l2: float = math.nan
     ics_cosine: float = math.nan
     input_mean_shift: float = math.nan

@@ -13,7 +13,7 @@ from normcheck.atomic import atomic_path
 from normcheck.contrasts import Paired
 from normcheck.family import Family
 from normcheck.norms import CONTROL
-from normcheck.probe import PROBE_BATCH, PROBE_STEPS
+from normcheck.probe import PROBE_BATCH, PROBE_STEPS, SHIFT_EVERY
 from normcheck.records import RunResult
 from normcheck.registration import declared
 from normcheck.stats import Estimated
@@ -378,7 +378,8 @@ def _write_markdown(path: Path, table: pd.DataFrame, summary: pd.DataFrame,
         image("smoothness.png", "smoothness"),
         f"```\n{h5.message}\n```" if h5 else "",
         "## Internal covariate shift",
-        "Measured with the smoothness probe, on the same batch along the same update: for each "
+        "Measured with the smoothness probe, on the same batch along the same update, after "
+        f"every {SHIFT_EVERY} epochs from the first, and after the last: for each "
         "layer after the first, the cosine between its gradient before and after the earlier "
         "layers take their step (Santurkar et al. 2018; 1 means no shift), the L2 distance "
         "between the two, and how far the layer's input mean moves, in standard deviations "
