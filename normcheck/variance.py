@@ -70,6 +70,7 @@ class Decomposition:
     diff_high: np.ndarray
     replicates: int
     dropped: int  # replicates left out: a run without a value
+    where: str = ""  # " at dropout=0.2" when the grid has several
 
     def markdown(self) -> str:
         """The shares per arm, and each arm minus none, as a markdown table."""
@@ -86,7 +87,8 @@ class Decomposition:
             rows.append(f"| {arm} - none | " + " | ".join(
                 cell(self.diff_point[k, f], self.diff_low[k, f], self.diff_high[k, f], "+")
                 for f in range(len(FACTORS))) + " |")
-        note = (f"Shares of the variance of {self.metric} over the grid, each arm on its own "
+        note = (f"Shares of the variance of {self.metric} over the grid{self.where}, each arm on "
+                "its own "
                 f"({self.replicates} replicates; {LEVEL:.0%} jackknife-t intervals over whole "
                 "replicates, the same left out of every arm; effects corrected for the noise "
                 "they carry, see normcheck/variance.py).")
@@ -127,4 +129,6 @@ def decompose(paired: Paired, metric: str, dropout: int = 0) -> Decomposition:
                          *around(point, interval(raw, leave_out, 0.0)), diff,
                          *around(diff, interval(raw[1:] - raw[:1],
                                                 leave_out[:, 1:] - leave_out[:, :1], -1.0)),
-                         n_rep, int((~kept).sum()))
+                         n_rep, int((~kept).sum()),
+                         f" at dropout={paired.dropouts[dropout]:g}"
+                         if len(paired.dropouts) > 1 else "")
