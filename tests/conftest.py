@@ -163,12 +163,13 @@ def suite(pytester: pytest.Pytester, seed_batches: Path, empty_store: Path,
     return Suite(pytester, seed_batches, empty_store)
 
 
-INTEGRATION_FIXTURES = {"suite", "trained_store"}  # whole pytest sessions, trained stores
+INTEGRATION_FIXTURES = {"suite", "trained_store", "store_uri"}  # whole sessions, trained stores
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that run whole pytest sessions in subprocesses or train a store are marked
-    ``integration``: ``pytest tests -m "not integration"`` is the fast inner loop."""
+    """Tests that run whole pytest sessions in subprocesses or train a store (the engines'
+    contract: ``store_uri``) are marked ``integration``: ``pytest tests -m "not integration"``
+    is the fast inner loop."""
     for item in items:
         if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)

@@ -66,6 +66,7 @@ def _log_runs(uri: str, experiment_id: str, worker: int, count: int) -> None:
         tracker.finish(run_id, {"best_val_acc": 0.2}, {})
 
 
+@pytest.mark.integration  # several processes, each importing MLflow
 def test_concurrent_processes_lose_no_run(tmp_path: Path) -> None:
     uri = sqlite_uri(tmp_path / "mlflow.db")
     experiment_id = Tracker.open(uri, "exp").experiment_id
