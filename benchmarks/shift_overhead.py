@@ -38,8 +38,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_options(parser.add_argument, ("data_dir",))
     parser.add_argument("--repeats", type=int, default=3, help="A B pairs per configuration")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: all cores; 1: as one of two xdist workers)")
     args = parser.parse_args()
     device = select_device()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     splits = load_splits(data_dir(args.data_dir), DataSpec())
     data = DeviceData.from_splits(splits, device)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
