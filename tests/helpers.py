@@ -146,15 +146,13 @@ class EngineContract:
 
     def test_a_finished_run_in_the_store_is_reused(self, tmp_path, seed_batches,
                                                    store_uri) -> None:
-        """The run another session finished (logged here by the runner itself, so the engine
-        under test joins its cluster once)."""
-        from normcheck.runner import train_and_log
+        """The run another session finished (trained here in this process, so the engine under
+        test joins its cluster once)."""
+        from normcheck.local import LocalEngine
 
         parts = self.parts(tmp_path, seed_batches, store_uri, self.experiment())
-        splits, tracker = parts[1], parts[2]
-        seed = self.CONFIG.split_seed
-        trained = train_and_log(self.CONFIG, lambda: splits.on_device(seed), splits.split(seed),
-                                tracker, splits.training_device())
+        tracker = parts[2]
+        trained = LocalEngine(*parts).train(self.CONFIG)
         reused = self.resolve(parts)[0]
         assert reused.run_id == trained.run_id and parts[0].origin(self.CONFIG) == "reused"
         assert self.statuses(tracker) == ["FINISHED"]
