@@ -221,6 +221,7 @@ class Tracker:
 HISTORY_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "loss_range",
                    "grad_change", "beta_smoothness", *SHIFT_METRICS)
 HISTORY_TAG = "normcheck.history"  # every epoch's metrics, so a load needs no query per run
+TAG_LIMIT = 8000  # MLflow's longest tag value (mlflow.utils.validation.MAX_TAG_VAL_LENGTH)
 
 
 # -- the run schema: what a normcheck run holds, written and read here alone ---------------
@@ -244,11 +245,13 @@ def run_tags(config: TrainConfig, key: str, fingerprint: str, device: str,
 
 
 def finish_tags(result: RunResult) -> dict[str, str]:
-    """A run's tags when it finishes: whether it diverged, and its history in one tag."""
+    """A run's tags when it finishes: whether it diverged, and its history in one tag (left
+    out when too long for a tag: a run of many epochs is loaded from its metric history)."""
     history = {k: [getattr(m, k) for m in result.history] for k in HISTORY_METRICS}
     history["epoch"] = [m.epoch for m in result.history]
+    kept = json.dumps(history)
     return {"normcheck.diverged": str(result.diverged).lower(),
-            HISTORY_TAG: json.dumps(history)}
+            **({HISTORY_TAG: kept} if len(kept) <= TAG_LIMIT else {})}
 
 
 def data_fingerprints(runs: list[Any], run_ids: set[str],
@@ -275,18 +278,19 @@ def newest_finished(runs: list[Any]) -> dict[str, Any]:
 
 
 def _history(tracker: Tracker, run: Any) -> tuple[EpochMetrics, ...]:
-    """A run's epochs: from its history tag, or (a run logged before the tag existed) from
-    MLflow's metric history, one query per metric."""
+    """A run's epochs: from its history tag, or (a run logged before the tag existed, or with
+    too many epochs for one tag) from MLflow's metric history, one query per metric."""
     kept = run.data.tags.get(HISTORY_TAG)
     if kept:
-        series = json.loads(kept)
-        return tuple(EpochMetrics(step, *(series[k][i] for k in HISTORY_METRICS))
+        series = json.loads(kept)  # a tag from before a metric was recorded lacks it: NaN
+        return tuple(EpochMetrics(step, **{k: series[k][i] for k in HISTORY_METRICS
+                                           if k in series})
                      for i, step in enumerate(series["epoch"]))
     with tracker.locked():
         series = {k: {x.step: x.value for x in tracker.client.get_metric_history(
             run.info.run_id, k)} for k in HISTORY_METRICS}
-    return tuple(EpochMetrics(step, *(series[k].get(step, float("nan"))
-                                      for k in HISTORY_METRICS))
+    return tuple(EpochMetrics(step, **{k: series[k].get(step, float("nan"))
+                                       for k in HISTORY_METRICS})
                  for step in sorted(series["val_acc"]))
 
 

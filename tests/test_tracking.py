@@ -3,6 +3,7 @@
 import multiprocessing
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from normcheck.tracking import Tracker, TrackingError
@@ -85,3 +86,39 @@ def test_concurrent_processes_lose_no_run(tmp_path: Path) -> None:
                                                for i in range(per_worker)}
     assert all(r.info.status == "FINISHED" and r.data.metrics["best_val_acc"] == 0.2
                for r in runs)
+
+
+@pytest.mark.parametrize("case", ["tag", "older tag", "too many epochs"])
+def test_a_runs_epochs_load_from_its_tag_or_its_metric_history(tmp_path: Path,
+                                                                case: str) -> None:
+    """The history tag, one from before the shift probe (its metrics NaN), and a run too long
+    for one tag (loaded from MLflow's metric history) give the epochs as they were logged."""
+    import json
+
+    from normcheck.records import EpochMetrics, RunResult, TrainConfig
+    from normcheck.tracking import HISTORY_TAG, _history, finish_tags
+
+    epochs = 60 if case == "too many epochs" else 3
+    def value(e: int, k: int) -> float:  # full-length floats, as training gives them
+        return 1 / (e + k + 0.3)
+
+    history = tuple(EpochMetrics(e, *(value(e, k) for k in range(11))) for e in
+                    range(1, epochs + 1))
+    tags = finish_tags(RunResult(TrainConfig(lr=0.01, fc_units=8), history))
+    assert (HISTORY_TAG in tags) == (case != "too many epochs")
+    if case == "older tag":
+        series = json.loads(tags[HISTORY_TAG])
+        for key in ("ics_l2", "ics_cosine", "input_mean_shift", "input_var_shift"):
+            del series[key]
+        tags[HISTORY_TAG] = json.dumps(series)
+    tracker = Tracker.open(sqlite_uri(tmp_path / "mlflow.db"), "exp")
+    run_id = tracker.start_run("r", {}, {})
+    for m in history:
+        tracker.log_metrics(run_id, m.metrics(), step=m.epoch)
+    tracker.finish(run_id, {}, tags)
+    loaded = _history(tracker, tracker.client.get_run(run_id))
+    if case == "older tag":
+        assert [m.val_acc for m in loaded] == [m.val_acc for m in history]
+        assert all(np.isnan(m.ics_cosine) for m in loaded)
+    else:
+        assert loaded == history
