@@ -117,7 +117,11 @@ class PostgresClaims:
         self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._id(key),))
 
     def close(self) -> None:
-        self._conn.close()  # the server frees every advisory lock of the connection
+        # Unlock first: the server frees a closed connection's locks only once its backend
+        # has noticed, a moment later, and a claim must be free when close() returns.
+        with contextlib.suppress(Exception):  # a broken connection holds nothing any more
+            self._conn.execute("SELECT pg_advisory_unlock_all()")
+        self._conn.close()
 
 
 def lock_folder(uri: str) -> Path:

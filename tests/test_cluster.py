@@ -233,9 +233,15 @@ def test_postgres_claims_are_exclusive_and_die_with_their_connection(postgres) -
     assert elsewhere.try_claim("abc")  # another experiment's configuration
     first.release("abc")
     assert second.try_claim("abc") and not first.try_claim("abc")
-    second.close()  # as a killed process's connection closes
-    assert first.try_claim("abc")
-    for claims in (first, elsewhere):
+    second._conn.close()  # as a killed process's connection drops, without unlocking
+    deadline = time.monotonic() + 10  # the server frees its locks once the backend notices
+    while not first.try_claim("abc"):
+        assert time.monotonic() < deadline, "a dropped connection's claim was never freed"
+        time.sleep(0.05)
+    first.close()  # a clean close frees its claims at once
+    third = PostgresClaims(postgres.uri(), "experiment 1")
+    assert third.try_claim("abc")
+    for claims in (third, elsewhere):
         claims.close()
     with pytest.raises(ClaimsError, match=r"normcheck:\*\*\*@.*password authentication failed"):
         PostgresClaims(postgres.uri(password="wrong"), "experiment 1")
