@@ -87,11 +87,10 @@ class Decomposition:
             rows.append(f"| {arm} - none | " + " | ".join(
                 cell(self.diff_point[k, f], self.diff_low[k, f], self.diff_high[k, f], "+")
                 for f in range(len(FACTORS))) + " |")
-        note = (f"Shares of the variance of {self.metric} over the grid{self.where}, each arm on "
-                "its own "
-                f"({self.replicates} replicates; {LEVEL:.0%} jackknife-t intervals over whole "
-                "replicates, the same left out of every arm; effects corrected for the noise "
-                "they carry, see normcheck/variance.py).")
+        note = (f"Shares of the variance of {self.metric} over the grid{self.where}, each arm "
+                f"on its own ({self.replicates} replicates; {LEVEL:.0%} jackknife-t intervals "
+                "over whole replicates, the same left out of every arm; effects corrected for "
+                "the noise they carry, see normcheck/variance.py).")
         if self.dropped:
             note += f" {self.dropped} replicates without a value in every run left out."
         return note + "\n\n" + "\n".join(rows)

@@ -1,12 +1,14 @@
 """MLflow tracking: what a run records, and concurrent processes on one SQLite store."""
 
+import json
 import multiprocessing
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from normcheck.tracking import Tracker, TrackingError
+from normcheck.records import EpochMetrics, RunResult, TrainConfig
+from normcheck.tracking import HISTORY_TAG, Tracker, TrackingError, _history, finish_tags
 
 
 def sqlite_uri(path: Path) -> str:
@@ -93,12 +95,8 @@ def test_a_runs_epochs_load_from_its_tag_or_its_metric_history(tmp_path: Path,
                                                                 case: str) -> None:
     """The history tag, one from before the shift probe (its metrics NaN), and a run too long
     for one tag (loaded from MLflow's metric history) give the epochs as they were logged."""
-    import json
-
-    from normcheck.records import EpochMetrics, RunResult, TrainConfig
-    from normcheck.tracking import HISTORY_TAG, _history, finish_tags
-
     epochs = 60 if case == "too many epochs" else 3
+
     def value(e: int, k: int) -> float:  # full-length floats, as training gives them
         return 1 / (e + k + 0.3)
 
