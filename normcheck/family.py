@@ -214,9 +214,10 @@ class Family:
         if problems:
             raise ValueError("; ".join(problems))
         skipped = self.not_applicable(tuple(paired.lrs), tuple(paired.fcs), tuple(paired.norms))
-        evidence = tuple(self._evidence(h, paired, arm, describe)
-                         for arm in paired.arms for h in self.hypotheses
-                         if h.name not in skipped)
+        asked = [h for h in self.hypotheses if h.name not in skipped]
+        groups = dict.fromkeys(self.group(h.name) for h in asked)  # the primary family first
+        evidence = tuple(self._evidence(h, paired, arm, describe) for g in groups
+                         for arm in paired.arms for h in asked if self.group(h.name) == g)
         return Gathered(self, evidence, tuple(verdict_name(e.name, e.arm, paired.arms)
                                               for e in evidence))
 

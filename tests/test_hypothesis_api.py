@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import FAMILY
+from helpers import FAMILY, OBSERVATIONS
 
 from normcheck.assertions import above, at_least, within
 from normcheck.contrasts import GridMismatch, Paired
@@ -70,7 +70,7 @@ def test_a_hypothesis_joins_the_family_and_shares_its_alpha(tmp_path: Path) -> N
         return at_least(runs.metric("test_acc")[arm].mean(), h.margin, label="test acc")
 
     mine = Hypothesis("H7", check, tmp_path / "test_h7.py")
-    family = Family((*FAMILY.hypotheses, mine))
+    family = Family((*OBSERVATIONS.hypotheses, mine))
     gathered = family.gather(stand_in())
     assert gathered.names[-1] == "H7" and len(gathered.graph.weights) == 2 * 6 + 1
     assert family.registrations()[0][0] == "H7"

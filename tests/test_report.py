@@ -37,8 +37,12 @@ def test_reports_are_written(tmp_path: Path) -> None:
     assert "Caveats: one data set" in answer and "5 epochs" in answer
     assert "| hypothesis | verdict | estimate | interval | level | holds if | adjusted p | " \
            "contrast |" in markdown
-    assert "`hypotheses.toml` version 6 (registered 2026-12-01" in markdown
-    assert "What is controlled: the chance that any claim made" in markdown
+    assert "`hypotheses.toml` version 7 (registered 2026-12-01" in markdown
+    assert "H1, H2, H3, H4, H5 are the primary family (the original study's observations). " \
+           "E1, E2, E3 are the explanatory family, with its own error rate. What is " \
+           "controlled: in each family, the chance that any claim made" in markdown
+    assert "**The original's explanation** (BatchNorm reduces internal covariate shift)" \
+           in markdown
     assert "## Sensitivity" in markdown and "without replicate 0 (seed" in markdown
     assert "One run's validation accuracy is measured on 480 images" in markdown
     assert "original study's metric" in markdown
