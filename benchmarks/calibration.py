@@ -18,6 +18,12 @@ at the levels the verdicts are read at, and 95% coverage, each rate with its Clo
     python benchmarks/calibration.py --metrics reports/metrics.csv   # + truths from real runs
     python benchmarks/calibration.py --sequential                    # studies in rounds
     python benchmarks/calibration.py --validity                      # small levels, one contrast
+    python benchmarks/calibration.py --explanatory                   # what E1-E4 cost H1-H5
+
+--explanatory measures the choice registered in version 7: the explanatory hypotheses form a
+family of their own, so H1-H5 are decided as if alone; the alternative, one family of nine,
+would start each hypothesis at alpha/18 instead of alpha/10. On the same simulated studies
+(common random numbers) it prints how often each of H1-H5 is decided under the three.
 
 --sequential runs the registered design (normcheck.sequential, hypotheses.toml's
 [sequential]) on at least 2000 studies per truth, against re-testing at alpha at every look
@@ -37,7 +43,7 @@ import pandas as pd
 
 from normcheck import provenance
 from normcheck.contrasts import nanmean
-from normcheck.family import load
+from normcheck.family import PRIMARY, Family, load
 from normcheck.registration import declared
 from normcheck.sequential import Design
 from normcheck.simulation import (
@@ -61,6 +67,17 @@ from normcheck.stats import Proportion, sign_tail
 ALPHA = declared()["family"]["alpha"]
 # the hypotheses the suite collects, as `pytest experiments` finds them (and any added there)
 FAMILY = load([Path(__file__).resolve().parents[1] / "experiments"])
+OBSERVATIONS = Family(tuple(h for h in FAMILY.hypotheses if FAMILY.group(h.name) == PRIMARY))
+
+
+class OneFamily(Family):
+    """The choice not taken: the explanatory hypotheses in H1-H5's family, one alpha for all."""
+
+    def group(self, name: str) -> str:
+        return PRIMARY
+
+
+JOINED = OneFamily(FAMILY.hypotheses)
 
 
 def cp(k: int, n: int) -> str:
@@ -130,6 +147,30 @@ def show_fixed(rows: list[dict]) -> list[tuple[str, bool]]:
             checks.append(family_check(f"{r['truth']}, R={r['R']}, rho={r['rho']}: any false "
                                        "verdict", r["family"], r["sims"]))
     return checks
+
+
+def power_row(job: tuple) -> dict:
+    """How often each of H1-H5 is decided on the same studies, under each family choice."""
+    truth, sims, seed = job
+    decided = {}
+    for name, family in (("H1-H5 alone", OBSERVATIONS), ("registered: two families", FAMILY),
+                         ("one family of nine", JOINED)):
+        c = calibrate(truth, family, sims, seed=seed)
+        decided[name] = {h: sims - c.outcomes[h].get("inconclusive", 0)
+                         for h in OBSERVATIONS.names if h in c.outcomes}
+    return {"truth": truth.name, "R": truth.replicates, "sims": sims, "decided": decided}
+
+
+def show_power(rows: list[dict]) -> None:
+    print("\n## What the explanatory hypotheses cost H1-H5: studies deciding each\n")
+    print("Share of studies in which each hypothesis was decided (any verdict but "
+          "inconclusive), with its 95% interval; the same studies in each row of a truth.\n")
+    print("| truth | R | family choice | " + " | ".join(OBSERVATIONS.names) + " |")
+    print("|---|---|---|" + "---|" * len(OBSERVATIONS.names))
+    for r in rows:
+        for choice, decided in r["decided"].items():
+            print(f"| {r['truth']} | {r['R']} | {choice} | "
+                  + " | ".join(cp(decided[h], r["sims"]) for h in OBSERVATIONS.names) + " |")
 
 
 def family_check(label: str, false: int, sims: int) -> tuple[str, bool]:
@@ -308,6 +349,8 @@ def main() -> None:
     parser.add_argument("--validity", action="store_true",
                         help="only one contrast's p-value validity at small levels")
     parser.add_argument("--validity-draws", type=int, default=200_000)
+    parser.add_argument("--explanatory", action="store_true",
+                        help="only what the explanatory family costs H1-H5 in power")
     parser.add_argument("--workers", type=int, default=2, help="processes [2]")
     args = parser.parse_args()
     print(f"# Calibration: {provenance.stamp()}; registration version "
@@ -315,6 +358,15 @@ def main() -> None:
     started = time.perf_counter()
     if args.validity:
         checks = validity_at_small_levels(args.validity_draws, args.seed)
+    elif args.explanatory:
+        truths = [study_truth()] + ([truth_from_table(pd.read_csv(args.metrics),
+                                                      f"measured ({args.metrics})")]
+                                    if args.metrics else [])
+        jobs = [(t.with_replicates(r), args.sims, 1000 * args.seed + i)
+                for i, t in enumerate(truths) for r in args.replicates]
+        with ProcessPoolExecutor(args.workers) as pool:
+            show_power(list(pool.map(power_row, jobs)))
+        checks = []
     elif args.sequential:
         bases = {"uneven noise": uneven_truth()}
         if args.metrics:

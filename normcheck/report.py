@@ -345,25 +345,32 @@ def _families(verdicts: list[Verdict], hypotheses: Family | None) -> str:
 SHIFT_SAYS = {"holds": "survives: {arm} reduced internal covariate shift here",
               "refuted": "does not survive: {arm} increased internal covariate shift here, as "
                          "Santurkar et al. found",
-              "inconclusive": "is not decided: these runs cannot tell whether {arm} changed "
+              "inconclusive": "is not supported: these runs cannot tell whether {arm} changed "
                               "internal covariate shift"}
-SMOOTH_SAYS = {"holds": "its landscape was smoother (H5 holds)",
-               "refuted": "its landscape was not smoother either (H5 refuted)",
-               "inconclusive": "smoothness (H5) is not decided"}
 
 
 def explanation(verdicts: list[Verdict]) -> str:
-    """Whether the original's explanation survives, per arm: covariate shift (E1) beside
-    smoothness (H5), from their verdicts; empty when E1 was not asked."""
+    """Whether the original's explanation survives, per arm, and which mechanism the runs
+    support: covariate shift (E1) or smoothness (H5), from their verdicts; empty when E1 was
+    not asked."""
     by_name = {v.name: v for v in verdicts}
     sentences = []
     for e1 in (v for v in verdicts if v.hypothesis == "E1"):
         h5 = by_name.get("H5" + e1.name.removeprefix("E1"))
         label = norms.get(e1.arm).label
-        smooth = f"; {SMOOTH_SAYS[h5.outcome]}" if h5 else ""
+        if h5 is None:
+            mechanism = ""
+        elif h5.outcome != "holds":
+            mechanism = f"; smoothness is not supported either (H5 {h5.outcome})"
+        elif e1.outcome == "holds":
+            mechanism = ("; its landscape was smoother too (H5 holds): these runs do not tell "
+                         "the two mechanisms apart")
+        else:
+            mechanism = ("; its landscape was smoother (H5 holds): smoothness, not reduced "
+                         "covariate shift, is the mechanism these runs support")
         sentences.append(f"**The original's explanation** ({label} reduces internal covariate "
                          f"shift) {SHIFT_SAYS[e1.outcome].format(arm=label)} (E1 "
-                         f"{e1.outcome}){smooth}.")
+                         f"{e1.outcome}){mechanism}.")
     return " ".join(sentences)
 
 

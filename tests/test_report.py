@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from helpers import FAMILY, results
 
-from normcheck.report import FIGURES_STAMP, format_table, write_reports
+from normcheck.report import FIGURES_STAMP, explanation, format_table, write_reports
 from normcheck.tables import COLUMNS, results_table, summary_table
+from normcheck.verdicts import Verdict
 
 
 def test_reports_are_written(tmp_path: Path) -> None:
@@ -109,3 +110,21 @@ def test_reports_are_as_readable_as_the_umask_says(tmp_path: Path, umask: int,
     finally:
         os.umask(old)
     assert {stat.S_IMODE(p.stat().st_mode) for p in written} == {mode}
+
+
+@pytest.mark.parametrize("e1, h5, says", [
+    ("refuted", "holds", "does not survive: BatchNorm increased internal covariate shift here, "
+                         "as Santurkar et al. found (E1 refuted); its landscape was smoother "
+                         "(H5 holds): smoothness, not reduced covariate shift, is the mechanism"),
+    ("holds", "holds", "survives: BatchNorm reduced internal covariate shift here (E1 holds); "
+                       "its landscape was smoother too (H5 holds): these runs do not tell"),
+    ("inconclusive", "inconclusive", "is not supported: these runs cannot tell whether "
+                                     "BatchNorm changed internal covariate shift (E1 "
+                                     "inconclusive); smoothness is not supported either"),
+])
+def test_the_answer_says_whether_the_explanation_survives(e1: str, h5: str, says: str) -> None:
+    def verdict(name: str, outcome: str) -> Verdict:
+        return Verdict(name, "", outcome, (), 1.0, "", hypothesis=name, arm="batchnorm")
+
+    assert says in explanation([verdict("H5", h5), verdict("E1", e1)])
+    assert explanation([verdict("H5", h5)]) == ""  # E1 not asked
