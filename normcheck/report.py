@@ -358,6 +358,11 @@ def explanation(verdicts: list[Verdict]) -> str:
     for e1 in (v for v in verdicts if v.hypothesis == "E1"):
         h5 = by_name.get("H5" + e1.name.removeprefix("E1"))
         label = norms.get(e1.arm).label
+        if e1.estimate is None or not math.isfinite(e1.estimate.value):
+            sentences.append(f"**The original's explanation** ({label} reduces internal "
+                             "covariate shift) is not tested: these runs are from before the "
+                             "covariate-shift probe (results version 0.4.0).")
+            continue
         if h5 is None:
             mechanism = ""
         elif h5.outcome != "holds":

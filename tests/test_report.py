@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from helpers import FAMILY, results
 
+from normcheck.assertions import Part
 from normcheck.report import FIGURES_STAMP, explanation, format_table, write_reports
+from normcheck.stats import Median
 from normcheck.tables import COLUMNS, results_table, summary_table
 from normcheck.verdicts import Verdict
 
@@ -124,7 +126,16 @@ def test_reports_are_as_readable_as_the_umask_says(tmp_path: Path, umask: int,
 ])
 def test_the_answer_says_whether_the_explanation_survives(e1: str, h5: str, says: str) -> None:
     def verdict(name: str, outcome: str) -> Verdict:
-        return Verdict(name, "", outcome, (), 1.0, "", hypothesis=name, arm="batchnorm")
+        measured = (Part("x", Median.of([0.1, 0.2, 0.3]), "> 0"),)
+        return Verdict(name, "", outcome, measured, 1.0, "", hypothesis=name, arm="batchnorm")
 
     assert says in explanation([verdict("H5", h5), verdict("E1", e1)])
     assert explanation([verdict("H5", h5)]) == ""  # E1 not asked
+
+
+def test_runs_without_the_shift_probe_do_not_test_the_explanation() -> None:
+    unmeasured = Median.of([])  # every pair's ics_cosine NaN: no replicate has a contrast
+    e1 = Verdict("E1", "", "inconclusive", (Part("x", unmeasured, "> 0"),), 1.0, "",
+                 hypothesis="E1", arm="batchnorm")
+    assert "is not tested: these runs are from before the covariate-shift probe" in \
+        explanation([e1])
