@@ -442,8 +442,8 @@ def norms_truth(base: Truth, names: tuple[str, ...] = ("none", "batchnorm", "lay
                                                         "groupnorm")) -> Truth:
     """``base`` (none and one arm) widened to several arms for the norms grid's family: each
     new arm a copy of ``base``'s arm, its noise uneven (layernorm's sd as no-norm's, groupnorm's
-    1.5 times the arm's), so that ``boundary_truth`` of it puts fifteen hypotheses at their
-    boundaries."""
+    1.5 times the arm's), so that ``boundary_truth`` of it puts every hypothesis of three arms
+    at its boundary."""
     def widen(a: np.ndarray, scales: list[float] | None = None) -> np.ndarray:
         out = [a[..., 0]] + [a[..., 1] * (scales[i] if scales else 1.0)
                              for i in range(len(names) - 1)]
