@@ -10,9 +10,9 @@ and the stable runs there better by just enough, noise as uneven as the full gri
 log beta per cell, the measured correlation), at rho 0, 0.3 and 0.6; the norms grid's fifteen
 primary and twelve explanatory hypotheses at their boundaries; and effects of the study's size
 (power). For each truth and replicate count, studies are judged exactly as the suite judges
-them, and the benchmark prints each family's false-verdict rate, every claim's p-value validity P(p <= q) <= q
-at the levels the verdicts are read at, and 95% coverage, each rate with its Clopper-Pearson
-95% interval.
+them, and the benchmark prints each family's false-verdict rate, every claim's p-value
+validity P(p <= q) <= q at the levels the verdicts are read at, and 95% coverage, each rate
+with its Clopper-Pearson 95% interval.
 
     python benchmarks/calibration.py                                 # 2000 studies per row
     python benchmarks/calibration.py --metrics reports/metrics.csv   # + truths from real runs
