@@ -1,5 +1,6 @@
-"""The family: every hypothesis a session collects, decided once, as one graphical closed
-test over all their claims.
+"""The family: every hypothesis a session collects, decided once, as a graphical closed test
+over all their claims (one per registered family: the primary H1-H5's, and any other such as
+the explanatory E1-E4's, each with its own alpha).
 
 A hypothesis is a function of the results (``normcheck.contrasts.Paired``), the arm compared
 with none and its registration, that returns its ``Claim`` (``normcheck.assertions``)::
@@ -12,7 +13,8 @@ with none and its registration, that returns its ``Claim`` (``normcheck.assertio
 ``hypothesis`` registers it and turns it into a pytest test of its verdict (the plugin gives
 the test its arm and the verdict the session decided). ``load`` imports hypotheses from test
 files the way a session or ``python -m normcheck report`` finds them; the ``Family`` they form
-judges every claim of every hypothesis of every arm at once.
+judges every claim of every hypothesis of every arm at once. A hypothesis a grid cannot pose
+(``contrasts.applies``) is left out on that grid.
 """
 
 import importlib.util
