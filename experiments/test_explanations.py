@@ -73,20 +73,16 @@ def test_e4_larger_models_gain_less(runs: Paired, arm: str, h):
 
 # -- what the report says of each, beyond its claim (reported, not asserted) -----------------
 
-def _ci(e) -> str:
-    return e.format(3)
-
-
 @describes(test_e1_norm_reduces_covariate_shift)
 def _e1(runs: Paired, arm: str, h, claim) -> tuple[list[str], str]:
     label, alive = get(arm).label, ~runs.dead(arm)
     each = {norm: estimate(runs.metric("ics_cosine")[norm].where(alive).mean().values)
             for norm in (NONE, arm)}
     lines = [f"  gradient cosine across the earlier layers' step (1: no shift), median [95% "
-             f"CI]: none {_ci(each[NONE])}, {arm} {_ci(each[arm])}"]
+             f"CI]: none {each[NONE].format(3)}, {arm} {each[arm].format(3)}"]
     plain = (f"Internal covariate shift in Santurkar's gradient sense: the cosine between a "
              f"layer's gradient before and after the earlier layers' step was "
-             f"{_ci(each[arm])} with {label} and {_ci(each[NONE])} without normalization "
+             f"{each[arm].format(3)} with {label} and {each[NONE].format(3)} without normalization "
              f"(95% CIs; higher: less shift); {label} minus none {{0}}")
     return lines, plain
 
