@@ -71,10 +71,7 @@ def smoothness_log_ratio(runs: Paired, arm: str):
     """log(beta none / beta arm) per pair of runs, left out where either run collapsed or
     diverged (a dead network is trivially smooth)."""
     beta = runs.metric("beta_smoothness")
-    dead = np.zeros(beta[NONE].values.shape, dtype=bool)
-    for flag in ("collapsed", "diverged"):
-        dead |= runs.metric(flag)[NONE].flagged() | runs.metric(flag)[arm].flagged()
-    return (beta[NONE] / beta[arm]).log().where(~dead)
+    return (beta[NONE] / beta[arm]).log().where(~runs.dead(arm))
 
 
 @hypothesis("H5")

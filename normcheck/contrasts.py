@@ -35,6 +35,18 @@ def require(condition: bool, why: str) -> None:
         raise GridMismatch(why)
 
 
+class NotApplicable(Exception):  # noqa: N818 (a state, as pytest's Skipped)
+    """A question this grid cannot pose (a hypothesis about three widths on a grid of two):
+    the hypothesis is left out of the family on this grid and its test skipped, saying why."""
+
+
+def applies(condition: bool, why: str) -> None:
+    """A hypothesis's condition for being asked at all: unlike ``require``, a grid that does
+    not meet it is no error; the hypothesis is skipped there with ``why``."""
+    if not condition:
+        raise NotApplicable(why)
+
+
 def nanmean(a: np.ndarray, axis) -> np.ndarray:
     """``np.nanmean`` without the warning for a replicate that has no valid cell."""
     with warnings.catch_warnings():
@@ -115,6 +127,16 @@ class Paired:
     def __call__(self, metric: str) -> np.ndarray:
         return self._arrays(metric)
 
+    def dead(self, arm: str) -> np.ndarray:
+        """Where the run of ``arm`` or of none collapsed or diverged, pair by pair: a dead
+        network is trivially smooth and its gradients say nothing, so such pairs are left
+        out of the probe's contrasts."""
+        dead = np.zeros(self.shape[:-1], dtype=bool)
+        for flag in ("collapsed", "diverged"):
+            for norm in (CONTROL, arm):
+                dead |= self.metric(flag)[norm].flagged()
+        return dead
+
     def metric(self, name: str) -> "Metric":
         """One metric of every run, indexed by norm: ``paired.metric("test_acc")["none"]``."""
         return Metric(self, name)
@@ -178,6 +200,13 @@ class Cells:
         the reductions leave them out of their replicate."""
         valid = keep & np.isfinite(self.values)
         return self._with(np.where(valid, self.values, np.nan))
+
+    def at_width(self, fc: int) -> "Cells":
+        """The cells at one classifier width (kept as an fc_units axis of length one)."""
+        if fc not in self.fcs:
+            raise GridMismatch(f"needs fc_units={fc}; the grid has fc_units={list(self.fcs)}")
+        j = self.fcs.index(fc)
+        return Cells(self.values[:, j:j + 1], self.lrs, (fc,))
 
     def at(self, lr: float) -> "Cells":
         """The cells at one learning rate (kept as an lr axis of length one)."""

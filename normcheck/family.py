@@ -1,5 +1,6 @@
-"""The family: every hypothesis a session collects, decided once, as one graphical closed
-test over all their claims.
+"""The family: every hypothesis a session collects, decided once, as a graphical closed test
+over all their claims (one per registered family: the primary H1-H5's, and any other such as
+the explanatory E1-E4's, each with its own alpha).
 
 A hypothesis is a function of the results (``normcheck.contrasts.Paired``), the arm compared
 with none and its registration, that returns its ``Claim`` (``normcheck.assertions``)::
@@ -12,7 +13,8 @@ with none and its registration, that returns its ``Claim`` (``normcheck.assertio
 ``hypothesis`` registers it and turns it into a pytest test of its verdict (the plugin gives
 the test its arm and the verdict the session decided). ``load`` imports hypotheses from test
 files the way a session or ``python -m normcheck report`` finds them; the ``Family`` they form
-judges every claim of every hypothesis of every arm at once.
+judges every claim of every hypothesis of every arm at once. A hypothesis a grid cannot pose
+(``contrasts.applies``) is left out on that grid.
 """
 
 import importlib.util
@@ -29,12 +31,13 @@ import pandas as pd
 
 from normcheck import norms
 from normcheck.assertions import Claim
-from normcheck.contrasts import GridMismatch, Paired
+from normcheck.contrasts import GridMismatch, NotApplicable, Paired
 from normcheck.multiplicity import SUPERIOR, Decisions, Graph, node
 from normcheck.norms import CONTROL
 from normcheck.registration import Registered, declared, entry
 from normcheck.verdicts import Evidence, Verdict
 
+PRIMARY = "primary"  # the family of the original study's observations, H1-H5
 NAME = re.compile(r"^[A-Z][A-Za-z0-9_.]*$")  # H1, H6, Dropout1: verdict names add -<arm>
 Check = Callable[[Paired, str, Registered], Claim]
 Describe = Callable[[Paired, str, Registered, Claim], tuple[list[str], str]]
@@ -134,6 +137,8 @@ class Family:
             raise ValueError(f"hypotheses defined twice: {', '.join(twice)}; rename one")
         for h in self.hypotheses:  # every hypothesis is registered, read once
             self._entries[h.name] = entry(h.name, h.source)
+        primary_first = sorted(self.hypotheses, key=lambda h: self.group(h.name) != PRIMARY)
+        object.__setattr__(self, "hypotheses", tuple(primary_first))
 
     @property
     def names(self) -> list[str]:
@@ -142,6 +147,12 @@ class Family:
     @property
     def alpha(self) -> float:
         return self.spec["family"]["alpha"]
+
+    def group(self, name: str) -> str:
+        """The family hypothesis ``name`` is decided in: ``primary`` (H1-H5's), unless its
+        registration names another (``family = "explanatory"``), whose error rate is then
+        controlled on its own."""
+        return self._entries[name][0].get("family", PRIMARY)
 
     def registered(self, h: Hypothesis) -> Registered:
         return Registered(self._entries[h.name][0], self.spec["family"])
@@ -159,24 +170,36 @@ class Family:
                  names: tuple[str, ...]) -> list[str]:
         """Why a grid cannot test these hypotheses (empty when it can): each is tried on a
         stand-in of the grid's shape."""
+        return self._tried(lrs, fcs, names)[0]
+
+    def not_applicable(self, lrs: tuple[float, ...], fcs: tuple[int, ...],
+                       names: tuple[str, ...]) -> dict[str, str]:
+        """The hypotheses this grid cannot pose, each with why (``contrasts.applies``): left
+        out of the family on it, their tests skipped."""
+        return self._tried(lrs, fcs, names)[1]
+
+    def _tried(self, lrs: tuple[float, ...], fcs: tuple[int, ...],
+               names: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
         key = (tuple(lrs), tuple(fcs), tuple(names))
         if key not in self._problems:
             self._problems[key] = self._try(*key)
         return self._problems[key]
 
     def _try(self, lrs: tuple[float, ...], fcs: tuple[int, ...],
-             names: tuple[str, ...]) -> list[str]:
+             names: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
         if CONTROL not in names or not norms.arms(names):
             return [f"every hypothesis compares a normalisation with norm={CONTROL!r}; the "
-                    f"grid has norm={list(names)}"]
-        stand_in = _stand_in(list(lrs), list(fcs), norms.ordered(names))
-        problems = []
+                    f"grid has norm={list(names)}"], {}
+        stand_in = _stand_in(lrs, fcs, names)
+        problems, skipped = [], {}
         for h in self.hypotheses:
             try:
                 self._evidence(h, stand_in, stand_in.arms[0])
             except GridMismatch as exc:
                 problems.append(f"{h.name} {exc}")
-        return problems
+            except NotApplicable as exc:
+                skipped[h.name] = str(exc)
+        return problems, skipped
 
     def _evidence(self, h: Hypothesis, paired: Paired, arm: str,
                   describe: bool = True) -> Evidence:
@@ -192,8 +215,11 @@ class Family:
         problems = self.problems(tuple(paired.lrs), tuple(paired.fcs), tuple(paired.norms))
         if problems:
             raise ValueError("; ".join(problems))
-        evidence = tuple(self._evidence(h, paired, arm, describe)
-                         for arm in paired.arms for h in self.hypotheses)
+        skipped = self.not_applicable(tuple(paired.lrs), tuple(paired.fcs), tuple(paired.norms))
+        asked = [h for h in self.hypotheses if h.name not in skipped]
+        groups = dict.fromkeys(self.group(h.name) for h in asked)  # the primary family first
+        evidence = tuple(self._evidence(h, paired, arm, describe) for g in groups
+                         for arm in paired.arms for h in asked if self.group(h.name) == g)
         return Gathered(self, evidence, tuple(verdict_name(e.name, e.arm, paired.arms)
                                               for e in evidence))
 
@@ -207,8 +233,9 @@ class Family:
         return gathered.verdicts(gathered.p, alpha, alpha)
 
 
-def _stand_in(lrs: list[float], fcs: list[int], names: list[str]) -> Paired:
+def _stand_in(lrs: tuple[float, ...], fcs: tuple[int, ...], names: tuple[str, ...]) -> Paired:
     """Random results of a grid's shape, three replicates: enough to run a hypothesis."""
+    lrs, fcs, names = sorted(lrs, reverse=True), sorted(fcs), norms.ordered(names)
     shape = (len(lrs), len(fcs), 1, 3, len(names))
     values = np.random.default_rng(0).uniform(0.1, 0.9, shape)
     arrays = defaultdict(lambda: values, final_val_acc=values)
@@ -224,9 +251,20 @@ class Gathered:
     names: tuple[str, ...]  # verdict names, H1 or H1-layernorm, in the evidence's order
 
     @property
+    def groups(self) -> dict[str, list[str]]:
+        """Verdict names by the family that decides them, the primary family first."""
+        out: dict[str, list[str]] = {PRIMARY: []}
+        for n, e in zip(self.names, self.evidence, strict=True):
+            out.setdefault(self.family.group(e.name), []).append(n)
+        return {g: names for g, names in out.items() if names}
+
+    @property
     def graph(self) -> Graph:
-        return Graph.family(list(self.names), tuple(
-            n for n, e in zip(self.names, self.evidence, strict=True) if SUPERIOR in e.p))
+        stronger = tuple(n for n, e in zip(self.names, self.evidence, strict=True)
+                         if SUPERIOR in e.p)
+        graphs = [Graph.family(names, tuple(n for n in names if n in stronger))
+                  for names in self.groups.values()]
+        return graphs[0] if len(graphs) == 1 else Graph.separate(graphs)
 
     @property
     def p(self) -> dict[str, float]:

@@ -30,8 +30,9 @@ def node(hypothesis: str, claim: str) -> str:
 
 @dataclass(frozen=True)
 class Graph:
-    """Initial weights of the claims (adding up to at most 1) and the edges their weights
-    pass along once a claim is made (each claim's out-edges add up to at most 1)."""
+    """Initial weights of the claims (adding up to at most 1 in each family) and the edges
+    their weights pass along once a claim is made (each claim's out-edges add up to at most
+    1)."""
 
     weights: dict[str, float]
     edges: dict[str, dict[str, float]]
@@ -57,6 +58,16 @@ class Graph:
                 edges[node(h, HOLDS)] = {node(h, SUPERIOR): 1.0}
         return cls(weights, edges)
 
+    @classmethod
+    def separate(cls, graphs: list["Graph"]) -> "Graph":
+        """Families side by side, each with its own alpha: no edge joins two, so a claim made
+        in one never moves another's weights, and ``test`` and ``adjusted`` give each claim
+        what its family alone would (the claims are taken in order of p over weight, so
+        another family's claims taken between never raise the running adjusted p)."""
+        weights = {j: w for g in graphs for j, w in g.weights.items()}
+        edges = {j: e for g in graphs for j, e in g.edges.items()}
+        return cls(weights, edges)
+
     def test(self, p: dict[str, float], alpha: float) -> "Decisions":
         """Make every claim the procedure allows at family error rate ``alpha``: the claims
         made, in order, each with the level it was made at, and the level every other claim
@@ -77,7 +88,7 @@ class Graph:
         return Decisions(tuple(made), levels)
 
     def adjusted(self, p: dict[str, float]) -> dict[str, float]:
-        """Each claim's adjusted p-value: the smallest family error rate at which the
+        """Each claim's adjusted p-value: the smallest error rate of its family at which the
         procedure makes it (1 where it never would)."""
         weights = dict(self.weights)
         edges = {j: dict(self.edges.get(j, {})) for j in weights}

@@ -11,7 +11,7 @@ import pandas as pd
 from normcheck import __version__, figures, norms, provenance
 from normcheck.atomic import atomic_path
 from normcheck.contrasts import Paired
-from normcheck.family import Family
+from normcheck.family import PRIMARY, Family
 from normcheck.norms import CONTROL
 from normcheck.probe import PROBE_BATCH, PROBE_STEPS, SHIFT_EVERY
 from normcheck.records import RunResult
@@ -314,7 +314,7 @@ def _family(verdicts: list[Verdict], hypotheses: Family | None) -> str:
     return (f"Registration: `hypotheses.toml` version {spec['version']} (registered "
             f"{spec['registered']}, {provenance.registration(spec)}; its history says what "
             f"changed from earlier versions and after seeing what).{beside} "
-            f"{', '.join(v.name for v in verdicts)} are one family. What is controlled: the "
+            f"{_families(verdicts, hypotheses)} What is controlled: in each family, the "
             f"chance that any claim made (a hypothesis holds, is non-inferior, superior, or "
             f"refuted) is false is at most {family['alpha']:g}, for any dependence between "
             "the claims; this is proved (a graphical closed test with weighted Bonferroni "
@@ -324,6 +324,59 @@ def _family(verdicts: list[Verdict], hypotheses: Family | None) -> str:
             "what it assumes is that replicates are independent (each its own seed and split). "
             "Each hypothesis's intervals are shown at the level its claim was judged at. "
             f"Metric: {family['metric_label']} (nothing selected on the validation set).")
+
+
+def _families(verdicts: list[Verdict], hypotheses: Family | None) -> str:
+    """Which verdicts form which family: the original's observations are the primary one,
+    its explanations (``family = "explanatory"``) a second with its own alpha."""
+    groups: dict[str, list[str]] = {}
+    for v in verdicts:
+        known = hypotheses is not None and v.hypothesis in hypotheses.names
+        group = hypotheses.group(v.hypothesis) if known else PRIMARY
+        groups.setdefault(group, []).append(v.name)
+    if len(groups) == 1:
+        return f"{', '.join(next(iter(groups.values())))} are one family."
+    own = {PRIMARY: " (the original study's observations)"}
+    return " ".join(f"{', '.join(names)} are the {group} family"
+                    f"{own.get(group, ', with its own error rate')}."
+                    for group, names in groups.items())
+
+
+SHIFT_SAYS = {"holds": "survives: {arm} reduced internal covariate shift here",
+              "refuted": "does not survive: {arm} increased internal covariate shift here, as "
+                         "Santurkar et al. found",
+              "inconclusive": "is not supported: these runs cannot tell whether {arm} changed "
+                              "internal covariate shift"}
+
+
+def explanation(verdicts: list[Verdict]) -> str:
+    """Whether the original's explanation survives, per arm, and which mechanism the runs
+    support: covariate shift (E1) or smoothness (H5), from their verdicts; empty when E1 was
+    not asked."""
+    by_name = {v.name: v for v in verdicts}
+    sentences = []
+    for e1 in (v for v in verdicts if v.hypothesis == "E1"):
+        h5 = by_name.get("H5" + e1.name.removeprefix("E1"))
+        label = norms.get(e1.arm).label
+        if e1.estimate is None or not math.isfinite(e1.estimate.value):
+            sentences.append(f"**The original's explanation** ({label} reduces internal "
+                             "covariate shift) is not tested: these runs are from before the "
+                             "covariate-shift probe (results version 0.4.0).")
+            continue
+        if h5 is None:
+            mechanism = ""
+        elif h5.outcome != "holds":
+            mechanism = f"; smoothness is not supported either (H5 {h5.outcome})"
+        elif e1.outcome == "holds":
+            mechanism = ("; its landscape was smoother too (H5 holds): these runs do not tell "
+                         "the two mechanisms apart")
+        else:
+            mechanism = ("; its landscape was smoother (H5 holds): smoothness, not reduced "
+                         "covariate shift, is the mechanism these runs support")
+        sentences.append(f"**The original's explanation** ({label} reduces internal covariate "
+                         f"shift) {SHIFT_SAYS[e1.outcome].format(arm=label)} (E1 "
+                         f"{e1.outcome}){mechanism}.")
+    return " ".join(sentences)
 
 
 def _write_markdown(path: Path, table: pd.DataFrame, summary: pd.DataFrame,
@@ -340,6 +393,7 @@ def _write_markdown(path: Path, table: pd.DataFrame, summary: pd.DataFrame,
         "# normcheck report",
         answer(verdicts, head, table, context.get("classes", "")) if verdicts and head else
         "_No answer: the grid is incomplete, so the hypotheses were not evaluated._",
+        explanation(verdicts),
         f"**Question.** Does {_labels(table)} make a compact CNN less sensitive to learning "
         "rate and "
         "model capacity, and does it stabilize training?"

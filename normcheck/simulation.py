@@ -57,6 +57,25 @@ class Truth:
     norms: tuple[str, ...] = SIMULATED_NORMS
     loss_up: np.ndarray | None = None  # probability that a run that did not collapse is
     # unstable all the same (its loss went up); its accuracy is a stable run's
+    # What the explanatory hypotheses read (None: the defaults below). ics: mean and sd of
+    # ics_cosine; log_grad: of log grad_change; train_acc: mean final training accuracy of a
+    # run that did not collapse (its sd is acc_sd's, its noise shared with validation's).
+    ics: np.ndarray | None = None  # default 0.9, sd 0.05
+    ics_sd: np.ndarray | None = None
+    log_grad: np.ndarray | None = None  # default log_beta and log_beta_sd
+    log_grad_sd: np.ndarray | None = None
+    train_acc: np.ndarray | None = None  # default acc + 0.05
+
+    def explained(self) -> dict[str, np.ndarray]:
+        """The explanatory metrics' parameters, defaults filled in."""
+        def given(a: np.ndarray | None, default: np.ndarray) -> np.ndarray:
+            return default if a is None else a
+
+        return {"ics": given(self.ics, np.full_like(self.acc, 0.9)),
+                "ics_sd": given(self.ics_sd, np.full_like(self.acc, 0.05)),
+                "log_grad": given(self.log_grad, self.log_beta),
+                "log_grad_sd": given(self.log_grad_sd, self.log_beta_sd),
+                "train_acc": given(self.train_acc, self.acc + 0.05)}
 
     def with_replicates(self, replicates: int) -> "Truth":
         return replace(self, replicates=replicates)
@@ -64,7 +83,8 @@ class Truth:
     def key(self) -> tuple:
         """What fixes the truth's contrasts (not the number of replicates)."""
         arrays = (self.acc, self.acc_sd, self.unstable, self.log_beta, self.log_beta_sd,
-                  self.loss_up if self.loss_up is not None else np.zeros(0))
+                  self.loss_up if self.loss_up is not None else np.zeros(0),
+                  *self.explained().values())
         return (tuple(a.tobytes() for a in arrays), self.rho, self.rho_norms, self.lrs,
                 self.fcs, self.norms)
 
@@ -176,11 +196,18 @@ def truth_from_table(table: pd.DataFrame, name: str = "measured") -> Truth:
             return np.nan_to_num(np.nanstd(a, axis=2, ddof=1))
 
         stable_runs = np.maximum((~collapsed).sum(axis=2), 1)
+        explained = {}
+        if "ics_cosine" in table and table["ics_cosine"].notna().any():  # results 0.4.0 on
+            ics = np.where(excluded, np.nan, paired("ics_cosine")[:, :, 0])
+            log_grad = np.where(excluded, np.nan, np.log(paired("grad_change")[:, :, 0]))
+            explained = {"ics": mean(ics), "ics_sd": sd(ics), "log_grad": mean(log_grad),
+                         "log_grad_sd": sd(log_grad), "train_acc": mean(np.where(
+                             collapsed, np.nan, paired("final_train_acc")[:, :, 0]))}
         return Truth(name, mean(stable), sd(stable), collapsed.mean(axis=2), mean(log_beta),
                      sd(log_beta), len(paired.seeds), max(rho, 0.0),
                      float(np.clip(rho_norms, 0.0, 1.0)), tuple(paired.lrs),
                      tuple(paired.fcs), tuple(paired.norms),
-                     (unstable & ~collapsed).sum(axis=2) / stable_runs)
+                     (unstable & ~collapsed).sum(axis=2) / stable_runs, **explained)
 
 
 def _cross_cell_correlation(values: np.ndarray) -> float:
@@ -229,13 +256,19 @@ class Simulator:
             collapsed = correlated() < ndtri(cell(t.unstable))
             loss_up = correlated() < ndtri(cell(t.loss_up if t.loss_up is not None
                                                 else np.zeros_like(t.acc)))
-        acc = cell(t.acc) + cell(t.acc_sd) * correlated()
-        acc = np.where(collapsed, CHANCE + 0.01 * rng.standard_normal(shape), acc)
+        noise = correlated()
+        chance = CHANCE + 0.01 * rng.standard_normal(shape)
+        acc = np.where(collapsed, chance, cell(t.acc) + cell(t.acc_sd) * noise)
         log_beta = cell(t.log_beta) + cell(t.log_beta_sd) * correlated()
-        return {"final_val_acc": acc, "test_acc": acc, "final_train_acc": acc,
+        e = t.explained()
+        train = np.where(collapsed, chance, cell(e["train_acc"]) + cell(t.acc_sd) * noise)
+        ics = cell(e["ics"]) + cell(e["ics_sd"]) * correlated()
+        log_grad = cell(e["log_grad"]) + cell(e["log_grad_sd"]) * correlated()
+        return {"final_val_acc": acc, "test_acc": acc, "final_train_acc": train,
                 "unstable": collapsed | loss_up, "collapsed": collapsed,
                 "loss_up": loss_up & ~collapsed, "diverged": np.zeros(shape, dtype=bool),
-                "beta_smoothness": np.exp(log_beta)}
+                "beta_smoothness": np.exp(log_beta), "ics_cosine": ics,
+                "grad_change": np.exp(log_grad)}
 
     def paired(self, rng: np.random.Generator) -> Paired:
         """One study as ``hypotheses.Paired`` arrays, without building a table."""
@@ -323,6 +356,14 @@ def _pattern(truth: Truth, kind: str) -> np.ndarray:
         return np.ones((len(x), len(u)))
     if kind == "slope":
         return np.repeat(cx[:, None], len(u), axis=1)  # least-squares slope of cx is 1
+    if kind == "capacity":  # the change from the narrowest to the widest classifier
+        w = span_weights(list(truth.fcs), math.log2)
+        return np.repeat((cu / np.sum(w * cu))[None, :], len(x), axis=0)
+    if kind == "returns":  # the first step's gain minus the second's (E4), mean 0
+        returns = np.zeros(len(u))
+        if len(u) >= 3:
+            returns[[0, len(u) // 2, -1]] = [-1, 2, -1]
+        return np.repeat(returns[None, :] / 6, len(x), axis=0)
     span = np.outer(span_weights(list(truth.lrs), math.log10),
                     span_weights(list(truth.fcs), math.log2))
     shape = np.outer(cx, cu)
@@ -348,45 +389,61 @@ def boundary_truth(base: Truth, family: Family, collapse: float = 0.1, name: str
     unstable = base.unstable.copy()
     unstable[high, :, 0] = collapse
     acc, log_beta = base.acc.copy(), base.log_beta.copy()
+    explained = {k: v.copy() for k, v in base.explained().items()}
     arms = list(base.norms[1:])
     truth = replace(base, name=name or f"every hypothesis at its boundary"
                     f"{' (means)' if center == 'mean' else ''} ({base.name}, "
                     f"collapse {collapse:g} at lr={spec['H2']['high_lr']:g})",
                     unstable=unstable)
     low = len(base.lrs) - 1
-    patterns = {kind: _pattern(base, kind) for kind in ("mean", "slope", "interaction")}
+    patterns = {kind: _pattern(base, kind)
+                for kind in ("mean", "slope", "interaction", "capacity", "returns")}
     steps = [("H2.2", 0, None, "low", 0.0), ("H4.1", 0, None, "interaction", -2 * m4)]
     for k, arm in enumerate(arms, start=1):  # contrast, norm axis, arm, what moves it, target
         steps += [("H1", k, arm, "mean", -m1), ("H3", k, arm, "slope", 0.0),
                   ("H4.2", k, arm, "interaction", -m4), ("H5", k, arm, "beta", 0.0)]
+    if "E1" in family.names:  # the explanatory family: E3 and E4 of each arm and of none
+        m3, m4e = spec["E3"]["margin"], spec["E4"]["margin"]
+        for k, arm in enumerate(arms, start=1):
+            steps += [("E1", k, arm, "ics", 0.0), ("E2", k, arm, "grad", 0.0),
+                      ("E3.1", 0, arm, "train", m3), ("E3.2", k, arm, "train", m3),
+                      ("E4.1", 0, arm, "returns", -m4e), ("E4.2", k, arm, "returns", -m4e)]
     for _ in range(sweeps):
         moved = 0.0
         for contrast, k, arm, kind, target in steps:
-            truth = replace(truth, acc=acc, log_beta=log_beta)
+            truth = replace(truth, acc=acc, log_beta=log_beta, **explained)
             paired = Simulator(truth.with_replicates(replicates)).paired(
                 np.random.default_rng(7))
             c = contrasts(family.gather(paired, describe=False))
             hypothesis, _, part = contrast.partition(".")
             key = verdict_name(hypothesis, arm or arms[0], arms) + (f".{part}" if part else "")
+            if key not in c:  # not asked on this grid (E4 on two widths)
+                continue
             error = float(CENTERS[center](c[key])) - target
             moved = max(moved, abs(error))
             if kind == "low":
                 acc[low, :, 0] -= error
             elif kind == "beta":
                 log_beta[:, :, k] += error
+            elif kind == "grad":
+                explained["log_grad"][:, :, k] += error
+            elif kind == "ics":
+                explained["ics"][:, :, k] -= error
+            elif kind == "train":
+                explained["train_acc"][:, :, k] -= error * patterns["capacity"]
             else:
                 acc[:, :, k] -= error * patterns[kind]
         if moved < 1e-5:
             break
-    return replace(truth, acc=acc, log_beta=log_beta)
+    return replace(truth, acc=acc, log_beta=log_beta, **explained)
 
 
 def norms_truth(base: Truth, names: tuple[str, ...] = ("none", "batchnorm", "layernorm",
                                                         "groupnorm")) -> Truth:
     """``base`` (none and one arm) widened to several arms for the norms grid's family: each
     new arm a copy of ``base``'s arm, its noise uneven (layernorm's sd as no-norm's, groupnorm's
-    1.5 times the arm's), so that ``boundary_truth`` of it puts fifteen hypotheses at their
-    boundaries."""
+    1.5 times the arm's), so that ``boundary_truth`` of it puts every hypothesis of three arms
+    at its boundary."""
     def widen(a: np.ndarray, scales: list[float] | None = None) -> np.ndarray:
         out = [a[..., 0]] + [a[..., 1] * (scales[i] if scales else 1.0)
                              for i in range(len(names) - 1)]
@@ -397,7 +454,8 @@ def norms_truth(base: Truth, names: tuple[str, ...] = ("none", "batchnorm", "lay
     loss_up = base.loss_up if base.loss_up is not None else np.zeros_like(base.acc)
     return replace(base, name=f"{base.name}, {len(names) - 1} arms", acc=widen(base.acc),
                    acc_sd=sd, unstable=widen(base.unstable), log_beta=widen(base.log_beta),
-                   log_beta_sd=widen(base.log_beta_sd), norms=names, loss_up=widen(loss_up))
+                   log_beta_sd=widen(base.log_beta_sd), norms=names, loss_up=widen(loss_up),
+                   **{k: widen(v) for k, v in base.explained().items()})
 
 
 # -- verdicts against the truth ----------------------------------------------------------------
@@ -438,7 +496,7 @@ class Calibration:
     sims: int
     outcomes: dict[str, dict[str, int]]  # verdict -> outcome -> studies
     false: dict[str, int]  # verdict -> studies where it was false
-    family_false: int  # studies with any false verdict
+    families_false: dict[str, int]  # family -> studies with any false verdict in it
     covered: dict[str, int]  # contrast -> studies whose 95% interval covered its true value
     p_values: dict[str, list[float]]  # claim whose null holds under the truth -> its p-values
     all_decided: int = 0  # studies where no verdict was inconclusive
@@ -447,6 +505,11 @@ class Calibration:
     def rates(self) -> dict[str, dict[str, float]]:
         return {v: {o: n / self.sims for o, n in outcomes.items()}
                 for v, outcomes in self.outcomes.items()}
+
+    @property
+    def family_false(self) -> int:
+        """Studies with a false verdict in the worst family (each is controlled on its own)."""
+        return max(self.families_false.values(), default=0)
 
     @property
     def family_rate(self) -> tuple[float, float, float]:
@@ -473,7 +536,8 @@ def calibrate(truth: Truth, family: Family, sims: int, seed: int = 0,
     false: dict[str, int] = {}
     covered: dict[str, int] = {}
     p_values: dict[str, list[float]] = {}
-    family_false = all_decided = 0
+    families_false = dict.fromkeys(_groups(family), 0)
+    all_decided = 0
     for i in range(sims):
         gathered = family.gather(simulator.paired(np.random.default_rng([seed, i])),
                                  describe=False)
@@ -483,21 +547,28 @@ def calibrate(truth: Truth, family: Family, sims: int, seed: int = 0,
             if claim_is_false(name, claim, values, gathered):
                 p_values.setdefault(key, []).append(p)
         all_decided += all(v.outcome != "inconclusive" for v in verdicts)
-        any_false = False
+        wrong_in = set()
         for v in verdicts:
             counts = outcomes.setdefault(v.name, {})
             counts[v.outcome] = counts.get(v.outcome, 0) + 1
             wrong = false_verdict(v.name, v.outcome, values, gathered)
             false[v.name] = false.get(v.name, 0) + wrong
-            any_false |= wrong
+            if wrong:
+                wrong_in.add(family.group(v.hypothesis))
             for k, (part, true) in enumerate(zip(v.parts, values[v.name],
                                                  strict=True)):
                 key = v.name if len(v.parts) == 1 else f"{v.name}.{k + 1}"
                 e = part.estimate.at(0.95)
                 covered[key] = covered.get(key, 0) + (e.low <= true <= e.high)
-        family_false += any_false
-    return Calibration(truth, sims, outcomes, false, family_false, covered, p_values,
+        for group in wrong_in:
+            families_false[group] += 1
+    return Calibration(truth, sims, outcomes, false, families_false, covered, p_values,
                        all_decided)
+
+
+def _groups(family: Family) -> list[str]:
+    """The family's families (primary, explanatory ...), in order."""
+    return list(dict.fromkeys(family.group(n) for n in family.names))
 
 
 @dataclass(frozen=True)
@@ -509,11 +580,16 @@ class SequentialCalibration:
     sims: int
     decided: dict[str, int]  # verdict -> studies where it was decided
     false: dict[str, int]  # verdict -> studies with a false decision
-    family_false: int  # studies with any false decision
+    families_false: dict[str, int]  # family -> studies with any false decision in it
     replicates: list[int]  # replicates each study ran before it stopped
     all_decided: int  # studies that decided every hypothesis within the budget
     to_decide: dict[str, float]  # verdict -> mean replicates until decided (or the stop)
     futile: int = 0  # studies stopped early because every hypothesis left was futile
+
+    @property
+    def family_false(self) -> int:
+        """Studies with a false decision in the worst family."""
+        return max(self.families_false.values(), default=0)
 
     @property
     def family_rate(self) -> tuple[float, float, float]:
@@ -536,12 +612,13 @@ def calibrate_sequential(truth: Truth, family: Family, design, sims: int,
     decided: dict[str, int] = {}
     false: dict[str, int] = {}
     to_decide: dict[str, float] = {}
-    family_false = all_decided = futile = 0
+    families_false = dict.fromkeys(_groups(family), 0)
+    all_decided = futile = 0
     replicates = []
     for i in range(sims):
         run = sequential.take_looks(simulator.paired(np.random.default_rng([seed, i])), design,
                                     family)
-        any_false = False
+        wrong_in = set()
         for v in run.verdicts():
             is_decided = v.outcome != "inconclusive"
             wrong = false_verdict(v.name, v.outcome, values, claims)
@@ -549,10 +626,12 @@ def calibrate_sequential(truth: Truth, family: Family, design, sims: int,
             at = run.decided_at(v.name) or run.looks[-1].replicates
             to_decide[v.name] = to_decide.get(v.name, 0) + at / sims
             false[v.name] = false.get(v.name, 0) + wrong
-            any_false |= wrong
-        family_false += any_false
+            if wrong:
+                wrong_in.add(family.group(v.hypothesis))
+        for group in wrong_in:
+            families_false[group] += 1
         replicates.append(run.looks[-1].replicates)
         all_decided += run.all_decided
         futile += run.stopped_for_futility
-    return SequentialCalibration(truth, design, sims, decided, false, family_false,
+    return SequentialCalibration(truth, design, sims, decided, false, families_false,
                                  replicates, all_decided, to_decide, futile)

@@ -1,6 +1,7 @@
 """What several test modules share: no test module imports from another, they import from here.
 
-``FAMILY`` is the study's hypotheses as ``pytest experiments`` collects them; ``TMean`` is
+``FAMILY`` is the study's hypotheses as ``pytest experiments`` collects them, ``OBSERVATIONS``
+its primary family alone (H1-H5, without the explanatory E1-E4); ``TMean`` is
 version 4's t interval, broken on purpose (tests swap ``normcheck.contrasts.estimate`` for
 ``TMean.of`` to see their checks fail); ``results`` and ``fake_result`` make recorded runs;
 ``tiny_data`` a small learnable split.
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import stats as scipy_stats
 
-from normcheck.family import load
+from normcheck.family import PRIMARY, Family, load
 from normcheck.records import EpochMetrics, RunResult, TrainConfig
 from normcheck.stats import Estimated
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 EXPERIMENTS = Path(__file__).parents[1] / "experiments"
 FAMILY = load([EXPERIMENTS])
+OBSERVATIONS = Family(tuple(h for h in FAMILY.hypotheses if FAMILY.group(h.name) == PRIMARY))
 
 
 def fake_result(lr: float, fc: int, norm: str, seed: int, acc: float) -> RunResult:

@@ -59,13 +59,19 @@ def least_favourable():
 def test_the_least_favourable_truth_is_at_every_boundary(least_favourable) -> None:
     values = true_values(least_favourable, FAMILY)
     for (key, part), target in {("H1", 0): -0.02, ("H2", 1): 0.0, ("H3", 0): 0.0,
-                                ("H4", 0): 0.02, ("H5", 0): 0.0}.items():
-        assert abs(values[key][part] - target) <= values.tolerance[key][part], (key, values[key])
+                                ("H4", 0): 0.02, ("H5", 0): 0.0, ("E1", 0): 0.0,
+                                ("E2", 0): 0.0, ("E3", 0): 0.02, ("E3", 1): 0.02,
+                                ("E4", 0): -0.02, ("E4", 1): -0.02}.items():
+        # within the Monte Carlo error of computing it (true_values' tolerance) and of
+        # fitting the boundary (on 40,000 replicates, not 100,000: 1.6 times larger)
+        assert abs(values[key][part] - target) <= 2.6 * values.tolerance[key][part], \
+            (key, values[key])
     assert values["H2"][0] > 0.9  # no-norm collapses, BatchNorm does not
     claims = FAMILY.gather(simulation.Simulator(least_favourable).paired(
         np.random.default_rng(0)), describe=False)
     for claim in ("holds", "refuted"):
-        assert all(claim_is_false(h, claim, values, claims) for h in ("H1", "H3", "H4", "H5"))
+        assert all(claim_is_false(h, claim, values, claims)
+                   for h in ("H1", "H3", "H4", "H5", "E1", "E2", "E3", "E4"))
 
 
 def test_the_family_and_each_claim_keep_their_error_at_the_boundary(least_favourable) -> None:
@@ -92,10 +98,13 @@ def test_one_hypothesis_at_its_boundary(truth) -> None:
     assert all(Proportion(n, SIMS, 0.98).high >= 0.95 for n in c.covered.values()), c.coverage
 
 
-def test_the_norms_grids_fifteen_hypotheses_at_their_boundaries() -> None:
-    truth = boundary_truth(norms_truth(uneven_truth(10, rho=0.6)), FAMILY)
+def test_the_norms_grids_hypotheses_at_their_boundaries() -> None:
+    """Three arms: fifteen primary hypotheses and twelve explanatory ones, each family at
+    most alpha."""
+    truth = boundary_truth(norms_truth(uneven_truth(10, rho=0.6)), FAMILY, replicates=20_000)
     c = calibrate(truth, FAMILY, 100)
-    assert len(c.outcomes) == 15 and at_most(c.family_false, 100, ALPHA), c.false
+    assert len(c.outcomes) == 27 and set(c.families_false) == {"primary", "explanatory"}
+    assert at_most(c.family_false, 100, ALPHA), c.false
 
 
 def test_effects_of_the_studys_size_are_found() -> None:

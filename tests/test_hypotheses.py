@@ -8,11 +8,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import FAMILY
+from helpers import FAMILY, OBSERVATIONS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from normcheck.contrasts import Paired
+from normcheck.family import PRIMARY
 from normcheck.multiplicity import Graph, node
 from normcheck.registration import declared
 from normcheck.verdicts import Verdict
@@ -43,7 +44,9 @@ def table(acc, seeds=SEEDS, unstable=None, beta=None, dropouts=(0.0,), fcs=FCS) 
                                      "seed": seed, "split_seed": 42 + seed,
                                      "final_val_acc": a, "test_acc": a, "final_train_acc": a,
                                      "unstable": u, "collapsed": u, "diverged": False,
-                                     "beta_smoothness": beta(lr, fc, norm, seed), "n_val": 480,
+                                     "beta_smoothness": beta(lr, fc, norm, seed),
+                                     "ics_cosine": 0.9 + noise(lr, fc, norm, seed, 0.02, salt=2),
+                                     "grad_change": 1.0, "n_val": 480,
                                      "num_classes": 3, "epochs": 5})
     return pd.DataFrame(rows)
 
@@ -63,7 +66,8 @@ def unstable_like(lr, fc, norm, seed) -> bool:
 
 
 def verdicts(t: pd.DataFrame) -> dict[str, Verdict]:
-    return {v.name: v for v in FAMILY.evaluate(t)}
+    """H1-H5's verdicts (the explanatory family's are in test_explanations.py)."""
+    return {v.name: v for v in OBSERVATIONS.evaluate(t)}
 
 
 def test_study_like_results() -> None:
@@ -189,6 +193,20 @@ def test_one_graph_judges_the_family() -> None:
     assert v["H1"].level == pytest.approx(0.99)  # each claim starts at alpha / 10
 
 
+def test_the_explanatory_family_leaves_the_primary_its_alpha() -> None:
+    """H1-H5 are decided at the same levels, with the same verdicts, whether or not the
+    explanatory hypotheses are collected: a second family has its own alpha."""
+    t = table(study_like, unstable=unstable_like)
+    alone = {v.name: (v.outcome, v.level) for v in OBSERVATIONS.evaluate(t)}
+    both = {v.name: (v.outcome, v.level) for v in FAMILY.evaluate(t)}
+    assert {n: both[n] for n in alone} == alone and set(both) - set(alone) == {"E1", "E2", "E3"}
+    gathered = FAMILY.gather(Paired(t))
+    for names in gathered.groups.values():
+        members = {j for j in gathered.graph.weights if j.split(":")[0] in names}
+        assert sum(gathered.graph.weights[j] for j in members) == pytest.approx(1.0)
+        assert all(set(gathered.graph.edges[j]) <= members for j in members)
+
+
 def test_identical_replicates_give_no_zero_width_interval_and_no_zero_p() -> None:
     """Every replicate the same run for run (one unstable no-norm run each at lr=0.01):
     version 4 reported +0.3333 [+0.3333, +0.3333] with p = 0 for H2's rate."""
@@ -238,7 +256,8 @@ def test_shifting_batchnorm_up_never_lowers_the_h1_verdict(delta: float, salt: i
 
 def test_the_registration_is_versioned_data_with_its_history() -> None:
     spec = declared()
-    assert spec["family"]["members"] == list(FAMILY.names)
+    assert spec["family"]["members"] == list(OBSERVATIONS.names)
+    assert {spec[n].get("family", PRIMARY) for n in FAMILY.names} == {PRIMARY, "explanatory"}
     assert spec["family"]["control"] == "graphical" and spec["family"]["alpha"] == 0.05
     for name in FAMILY.names:
         assert spec[name]["statement"]

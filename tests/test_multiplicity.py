@@ -30,6 +30,21 @@ def test_holm_is_the_special_case_without_directions() -> None:
     assert graph.test({"a": 0.01, "b": 0.03, "c": 0.04}, ALPHA).made == ("a",)
 
 
+def test_separate_families_are_each_tested_alone() -> None:
+    """Two families side by side make exactly the claims, at exactly the levels and adjusted
+    p-values, that each makes alone at the same alpha."""
+    first, second = Graph.family(NAMES, ("H1",)), Graph.family(["E1", "E2"])
+    both = Graph.separate([first, second])
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        p = {j: float(10 ** rng.uniform(-4, 0)) for j in both.weights}
+        alone = [g.test(p, ALPHA) for g in (first, second)]
+        together = both.test(p, ALPHA)
+        assert set(together.made) == set(alone[0].made) | set(alone[1].made)
+        assert together.levels == pytest.approx({**alone[0].levels, **alone[1].levels})
+        assert both.adjusted(p) == pytest.approx({**first.adjusted(p), **second.adjusted(p)})
+
+
 def test_the_study_graph_starts_each_claim_at_a_tenth_and_passes_weight_on() -> None:
     graph = Graph.family(NAMES, ("H1",))
     assert graph.weights[node("H3", "holds")] == graph.weights[node("H3", "refuted")] == 0.1

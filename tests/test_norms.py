@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import FAMILY, fake_result, tiny_data
+from helpers import OBSERVATIONS, fake_result, tiny_data
 from torch import nn
 
 from normcheck import norms
@@ -79,7 +79,7 @@ def test_a_new_normalisation_is_one_entry(fakenorm: str, tmp_path: Path) -> None
             for norm in ("none", "batchnorm", fakenorm) for seed in (1, 2, 3)]
     table = results_table(runs)
     assert list(dict.fromkeys(table["norm"])) == ["none", "batchnorm", fakenorm]
-    verdicts = FAMILY.evaluate(table)
+    verdicts = OBSERVATIONS.evaluate(table)
     assert [v.name for v in verdicts][:6] == ["H1-batchnorm", "H2-batchnorm", "H3-batchnorm",
                                                "H4-batchnorm", "H5-batchnorm", "H1-fakenorm"]
     assert len(verdicts) == 10
@@ -98,7 +98,7 @@ def test_one_arm_keeps_the_plain_names() -> None:
     runs = [fake_result(lr, fc, norm, seed, 0.5 + 0.05 * (norm != "none") + seed / 100)
             for lr in (0.01, 0.001) for fc in (32, 64) for norm in ("none", "layernorm")
             for seed in (1, 2, 3)]
-    verdicts = FAMILY.evaluate(results_table(runs))
+    verdicts = OBSERVATIONS.evaluate(results_table(runs))
     assert [v.name for v in verdicts] == ["H1", "H2", "H3", "H4", "H5"]
     assert verdicts[0].statement.startswith("LayerNorm's validation accuracy")
 

@@ -9,8 +9,11 @@ import pandas as pd
 import pytest
 from helpers import FAMILY, results
 
-from normcheck.report import FIGURES_STAMP, format_table, write_reports
+from normcheck.assertions import Part
+from normcheck.report import FIGURES_STAMP, explanation, format_table, write_reports
+from normcheck.stats import Median
 from normcheck.tables import COLUMNS, results_table, summary_table
+from normcheck.verdicts import Verdict
 
 
 def test_reports_are_written(tmp_path: Path) -> None:
@@ -37,8 +40,12 @@ def test_reports_are_written(tmp_path: Path) -> None:
     assert "Caveats: one data set" in answer and "5 epochs" in answer
     assert "| hypothesis | verdict | estimate | interval | level | holds if | adjusted p | " \
            "contrast |" in markdown
-    assert "`hypotheses.toml` version 6 (registered 2026-12-01" in markdown
-    assert "What is controlled: the chance that any claim made" in markdown
+    assert "`hypotheses.toml` version 7 (registered 2026-12-01" in markdown
+    assert "H1, H2, H3, H4, H5 are the primary family (the original study's observations). " \
+           "E1, E2, E3 are the explanatory family, with its own error rate. What is " \
+           "controlled: in each family, the chance that any claim made" in markdown
+    assert "**The original's explanation** (BatchNorm reduces internal covariate shift)" \
+           in markdown
     assert "## Sensitivity" in markdown and "without replicate 0 (seed" in markdown
     assert "One run's validation accuracy is measured on 480 images" in markdown
     assert "original study's metric" in markdown
@@ -105,3 +112,30 @@ def test_reports_are_as_readable_as_the_umask_says(tmp_path: Path, umask: int,
     finally:
         os.umask(old)
     assert {stat.S_IMODE(p.stat().st_mode) for p in written} == {mode}
+
+
+@pytest.mark.parametrize("e1, h5, says", [
+    ("refuted", "holds", "does not survive: BatchNorm increased internal covariate shift here, "
+                         "as Santurkar et al. found (E1 refuted); its landscape was smoother "
+                         "(H5 holds): smoothness, not reduced covariate shift, is the mechanism"),
+    ("holds", "holds", "survives: BatchNorm reduced internal covariate shift here (E1 holds); "
+                       "its landscape was smoother too (H5 holds): these runs do not tell"),
+    ("inconclusive", "inconclusive", "is not supported: these runs cannot tell whether "
+                                     "BatchNorm changed internal covariate shift (E1 "
+                                     "inconclusive); smoothness is not supported either"),
+])
+def test_the_answer_says_whether_the_explanation_survives(e1: str, h5: str, says: str) -> None:
+    def verdict(name: str, outcome: str) -> Verdict:
+        measured = (Part("x", Median.of([0.1, 0.2, 0.3]), "> 0"),)
+        return Verdict(name, "", outcome, measured, 1.0, "", hypothesis=name, arm="batchnorm")
+
+    assert says in explanation([verdict("H5", h5), verdict("E1", e1)])
+    assert explanation([verdict("H5", h5)]) == ""  # E1 not asked
+
+
+def test_runs_without_the_shift_probe_do_not_test_the_explanation() -> None:
+    unmeasured = Median.of([])  # every pair's ics_cosine NaN: no replicate has a contrast
+    e1 = Verdict("E1", "", "inconclusive", (Part("x", unmeasured, "> 0"),), 1.0, "",
+                 hypothesis="E1", arm="batchnorm")
+    assert "is not tested: these runs are from before the covariate-shift probe" in \
+        explanation([e1])

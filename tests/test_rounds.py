@@ -42,9 +42,12 @@ def test_rounds_run_until_done_then_resume_from_the_store(suite) -> None:
 
 
 def rebuild(suite, *args: str) -> subprocess.CompletedProcess:
+    """The report rebuilt from the store, with the hypotheses the sessions collected (the
+    study's looks were taken with them: another family's would be refused)."""
     return subprocess.run(
         [sys.executable, "-m", "normcheck", "report", "--grid", "tiny.toml", *args,
-         "--mlflow-uri", suite.uri, "--report-dir", "rebuilt", "--experiments", "."],
+         "--mlflow-uri", suite.uri, "--report-dir", "rebuilt", "--experiments",
+         "test_hypotheses.py"],
         cwd=suite.path,
         capture_output=True, text=True)
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from helpers import FAMILY
+from helpers import FAMILY, OBSERVATIONS
 
 from normcheck import sequential
 from normcheck.multiplicity import over_looks
@@ -46,7 +46,7 @@ def test_the_registered_design_and_its_digest() -> None:
     design = Design.declared()
     assert (design.first, design.round, design.max_seeds, design.base_seed) == \
         (10, 5, 40, 100000)
-    assert design.version == 6 and len(design.digest) == 12
+    assert design.version == 7 and len(design.digest) == 12
     assert Design.declared(max_seeds=30).digest != design.digest
 
 
@@ -90,7 +90,7 @@ def test_a_look_needs_its_replicates() -> None:
 
 def test_a_study_with_only_futile_hypotheses_left_stops_and_says_what_it_saved() -> None:
     paired = Simulator(null_truth(replicates=40)).paired(np.random.default_rng(4))
-    run = sequential.take_looks(paired, Design(), FAMILY)
+    run = sequential.take_looks(paired, Design(), OBSERVATIONS)
     assert run.stopped_for_futility and run.looks[-1].replicates < 40
     assert run.saved == 40 - run.looks[-1].replicates
     text = run.markdown()

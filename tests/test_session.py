@@ -89,4 +89,5 @@ def test_verdicts_are_decided_once_per_session(tmp_path: Path,
                           for _ in range(2))  # one session's folder, two processes
     decided = worker.verdicts(table)
     assert controller.verdicts() == decided  # read back, not decided again
-    assert len(calls) == 1 and [v.name for v in decided] == ["H1", "H2", "H3", "H4", "H5"]
+    assert len(calls) == 1 and [v.name for v in decided] == ["H1", "H2", "H3", "H4", "H5",
+                                                          "E1", "E2", "E3"]
