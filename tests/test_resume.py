@@ -4,6 +4,7 @@ import re
 import shutil
 import signal
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 
@@ -15,16 +16,21 @@ SAME = ["case_id", "best_val_acc", "final_val_acc", "test_acc", "final_train_los
 
 
 def stop_during_run(process: subprocess.Popen, run: int, sig: signal.Signals) -> str:
-    """Send ``sig`` while the ``run``-th configuration trains; return the output up to the end."""
-    lines, seen = [], 0
+    """Send ``sig`` while the ``run``-th configuration trains; return the output up to the end,
+    with the child's signal dispositions when it was told (from /proc) at its foot."""
+    lines, seen, told = [], 0, ""
     for line in process.stdout:
         lines.append(line)
         seen += TRAINED_AT in line
         if seen == run:
+            told = " ".join(row for row in Path(f"/proc/{process.pid}/status").read_text()
+                            .splitlines() if row.startswith(("SigBlk", "SigIgn", "SigCgt")))
             process.send_signal(sig)
             break
     rest, _ = process.communicate(timeout=300)
-    return "".join(lines) + rest
+    output = "".join(lines) + rest
+    assert told, f"the session ended before its run {run} started:\n{output}"
+    return f"{output}\n[told {sig.name} with {told}]"
 
 
 def live(*args: str) -> tuple[str, ...]:
@@ -80,7 +86,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(suite) -> None:
     # far the child's output runs ahead of this process reading it
     (suite.path / "slow.toml").write_text('extends = "tiny.toml"\n[train]\nepochs = 3\n')
     output = stop_during_run(suite.start(*live("--grid", "slow.toml")), 3, signal.SIGINT)
-    assert "KeyboardInterrupt" in output and "Traceback" not in output.split("KeyboardInterrupt")[0]
+    assert "KeyboardInterrupt" in output, output[-4000:]  # its foot: the child's signal state
+    assert "Traceback" not in output.split("KeyboardInterrupt")[0]
     assert "runs: reused 0, trained 2, 6 missing" in output
     runs = by_status(suite.runs())
     print(output)
