@@ -124,9 +124,9 @@ def test_two_ray_drivers_share_the_work_and_match_local(on_cluster, ray_cluster,
     on_cluster("-n", "2", "--claims-db", on_cluster.claims, "test_grid.py").assert_outcomes(
         passed=8)
     local = metrics(on_cluster.path / "out")
-    on_cluster.experiment += "-ray"
     (study,) = on_cluster.studies()  # the study in the server, every run under it
     assert {r["tags"]["mlflow.parentRunId"] for r in on_cluster.runs()} == {study["id"]}
+    on_cluster.experiment += "-ray"
     drivers = [on_cluster.start(*ray_args(on_cluster, ray_cluster, "--report-dir", f"ray{i}",
                                           "--inconclusive", "warn", "test_grid.py",
                                           "test_hypotheses.py"),
