@@ -17,11 +17,12 @@ def report(args: argparse.Namespace) -> int:
     """Read the experiment's finished runs, decide the hypotheses, write the reports."""
     options = SessionOptions.parse(args, args.experiments)
     out = rebuild(options).outcome
-    for note in out.notes + out.errors:
-        print(note, file=sys.stderr if note.startswith(("hypotheses not", "REPORT NOT",
-                                                        "VERDICTS NOT")) else sys.stdout)
     if out.verdicts:
         print(format_verdict_table(out.verdicts))
+    for note in out.notes:
+        print(note, file=sys.stderr if note.startswith("hypotheses not") else sys.stdout)
+    for error in out.errors:
+        print(error, file=sys.stderr)
     print(f"wrote {len(out.written)} files to {options.report_dir}")
     return 2 if out.errors else 0
 

@@ -43,7 +43,7 @@ def rebuild(options: SessionOptions) -> StudySession:
     if o.design and len(base) != 1:
         raise SessionError("--seeds auto needs the grid's runs on its base split on one "
                            f"data source; these have {len(base)}")
-    session = StudySession(o)
+    session = StudySession(o, tracker=tracker)
     verdicts = []
     try:
         if o.design:

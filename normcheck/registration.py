@@ -26,6 +26,13 @@ def declared() -> dict:
     return tomllib.loads(resources.files("normcheck").joinpath(REGISTRATION).read_text())
 
 
+def texts(beside: list[Path]) -> dict[str, str]:
+    """The registrations as files to keep with a study: the study's own, and each one beside
+    the experiments (under ``registrations/<folder>/``)."""
+    own = {REGISTRATION: resources.files("normcheck").joinpath(REGISTRATION).read_text()}
+    return own | {f"registrations/{p.parent.name}/{REGISTRATION}": p.read_text() for p in beside}
+
+
 @lru_cache(maxsize=32)
 def _beside(folder: Path) -> dict:
     path = folder / REGISTRATION

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from normcheck.records import EpochMetrics, RunResult, TrainConfig, config_hash
-from normcheck.tracking import Tracker, finish_tags, run_params, run_tags
+from normcheck.tracking import DataInput, Tracker, finish_tags, run_params, run_tags
 
 if TYPE_CHECKING:
     import torch
@@ -31,7 +31,9 @@ def train_and_log(config: TrainConfig, data: Callable[[], "DeviceData"], split: 
             config.case_id, run_params(config, split.classes, split.protocol, split.source,
                                        (len(split.train_y), len(split.val_y), len(split.test_y))),
             run_tags(config, config_hash(config, split.fingerprint), split.fingerprint,
-                     str(device), node))
+                     str(device), node),
+            DataInput(f"{','.join(split.classes)} ({split.protocol})", split.fingerprint,
+                      split.source))
 
     def on_epoch(m: EpochMetrics) -> None:
         log.info("  epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f",

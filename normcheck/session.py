@@ -32,8 +32,8 @@ from normcheck.reuse import adopt_finished
 from normcheck.settings import SessionError, SessionOptions
 from normcheck.splits import Splits
 from normcheck.tables import results_table
-from normcheck.tracking import Tracker, TrackingError
-from normcheck.uris import redact
+from normcheck.tracking import Tracker, TrackingError, check_reachable
+from normcheck.uris import redact, redact_text
 from normcheck.verdicts import Verdict
 
 if TYPE_CHECKING:
@@ -223,6 +223,8 @@ class StudySession:
                                   str(o.report_dir), "--experiments", *o.paths])
             out.errors.append(f"REPORT NOT WRITTEN: {exc}. The runs are safe in MLflow; "
                               f"rebuild the reports with: {command}")
+        if self.tracker is not None:
+            self._publish(results, verdicts, fingerprint)
         if verdicts and o.record_verdicts:
             if fingerprint is None:
                 raise SessionError("--record-verdicts needs --grid, and the grid's runs on its "
@@ -234,6 +236,37 @@ class StudySession:
                     o.record_verdicts, o.grid.name, fingerprint, verdicts, how, source))
             except (ValueError, OSError) as exc:
                 out.errors.append(f"VERDICTS NOT RECORDED: --record-verdicts: {exc}")
+
+    def _publish(self, results: list[RunResult], verdicts: list[Verdict],
+                 fingerprint: str | None) -> None:
+        """The study's run in MLflow (``normcheck.study_run``), updated if an earlier session
+        wrote it; if the store cannot take it, the session says so and the reports stay."""
+        from normcheck.registration import texts
+        from normcheck.study_run import StudyKey, StudyRun
+
+        o, out = self.options, self.outcome
+        study = StudyKey(o.grid.name if o.grid else "all", fingerprint or "several",
+                         int(o.family.spec["version"]))
+        try:
+            check_reachable(o.uri)
+            # claimed, so two sessions ending at once write one study run between them
+            claims = open_claims(o.claims_db, self.tracker.experiment_id,
+                                 lock_folder(self.tracker.uri))
+            try:
+                with claims.hold(f"study-{study.key}"):
+                    run_id = StudyRun(self.tracker, study).publish(
+                        verdicts, o.family.spec,
+                        texts([w for _, _, w in o.family.registrations()]), out.written,
+                        [r.run_id for r in results if r.run_id])
+            finally:
+                claims.close()
+        except Exception as exc:  # the server gone, say: the reports are written already
+            out.errors.append(f"STUDY RUN NOT WRITTEN to MLflow {redact(o.uri)}: "
+                              f"{redact_text(str(exc), o.uri)}. The reports are in "
+                              f"{o.report_dir}; run the session again to write it")
+            return
+        out.notes.append(f"the study in MLflow: run {run_id} ({study.name}), its "
+                         f"{len(results)} training runs under it")
 
     def close(self) -> None:
         """Leave the cluster, free this process's claims and remove the session's results

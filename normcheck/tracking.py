@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import time
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
-def _check_reachable(uri: str) -> None:
+def check_reachable(uri: str) -> None:
     """Fail in seconds, not after MLflow's minutes of retries, when a server is not there."""
     from urllib.parse import urlsplit
 
@@ -67,6 +68,24 @@ def _store_lock(uri: str) -> contextlib.AbstractContextManager:
     return FileLock(f"{db}.lock") if db else contextlib.nullcontext()
 
 
+@dataclass(frozen=True)
+class DataInput:
+    """A run's training data as MLflow records a dataset: its digest is the split's
+    fingerprint, so runs on the same split share one dataset."""
+
+    name: str  # e.g. "cifar10 cat,dog,horse (seed)"
+    digest: str
+    source: str  # "kind:path", as the data source describes itself
+
+    def entity(self) -> Any:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        kind, _, where = self.source.partition(":")
+        return DatasetInput(Dataset(self.name, self.digest[:36], "local" if kind != "download"
+                                    else "url", where or self.source),
+                            tags=[InputTag("mlflow.data.context", "training")])
+
+
 class Tracker:
     """Logs runs into one experiment of one tracking store."""
 
@@ -92,7 +111,7 @@ class Tracker:
         """Create the store and the experiment if needed. Call once, before workers start."""
         from mlflow import MlflowClient
 
-        _check_reachable(uri)
+        check_reachable(uri)
         db = sqlite_path(uri)
         if db is not None:
             try:
@@ -141,14 +160,18 @@ class Tracker:
                     self.client.set_terminated(run.info.run_id, "FAILED")
         return [r.info.run_id for r in stale]
 
-    def start_run(self, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
-        """Create a RUNNING run with its parameters and tags; return its id."""
+    def start_run(self, run_name: str, params: dict[str, Any], tags: dict[str, str],
+                  dataset: "DataInput | None" = None) -> str:
+        """Create a RUNNING run with its parameters, tags and the data it trains on (an MLflow
+        dataset input, for the UI's Dataset column and filters); return its id."""
         from mlflow.entities import Param
 
         with self.locked():
             run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
             self.client.log_batch(run.info.run_id,
                                   params=[Param(k, str(v)) for k, v in params.items()])
+            if dataset is not None:
+                self.client.log_inputs(run.info.run_id, datasets=[dataset.entity()])
         return run.info.run_id
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:

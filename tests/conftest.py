@@ -122,20 +122,43 @@ class Suite:
                                                 **(env or {})})
 
     def runs(self) -> list[dict]:
-        """The experiment's runs, read in a fresh process (pytester resets imported modules,
-        which leaves MLflow's SQLAlchemy half-imported if it is used in the test process)."""
-        out = subprocess.run([sys.executable, "-c", READ_RUNS, self.uri, self.experiment],
-                             capture_output=True, text=True, check=True).stdout
+        """The experiment's training runs (the study's own run left out: ``studies``)."""
+        return [r for r in self._read() if r["tags"].get("normcheck.kind") != "study"]
+
+    def studies(self) -> list[dict]:
+        """The experiment's study runs, each with its artifacts' paths and its metrics'
+        histories (``history``: metric -> values logged)."""
+        return [r for r in self._read(studies=True) if r["tags"].get("normcheck.kind") == "study"]
+
+    def _read(self, studies: bool = False) -> list[dict]:
+        """Read in a fresh process (pytester resets imported modules, which leaves MLflow's
+        SQLAlchemy half-imported if it is used in the test process)."""
+        out = subprocess.run([sys.executable, "-c", READ_RUNS, self.uri, self.experiment,
+                              str(int(studies))], capture_output=True, text=True,
+                             check=True).stdout
         return json.loads(out.splitlines()[-1])
 
 
 READ_RUNS = """
 import json, sys
 from normcheck.tracking import Tracker
-runs = Tracker.open(sys.argv[1], sys.argv[2]).runs()
+tracker = Tracker.open(sys.argv[1], sys.argv[2])
+
+def listed(run_id, path=None):
+    for f in tracker.client.list_artifacts(run_id, path):
+        yield from listed(run_id, f.path) if f.is_dir else [f.path]
+
+def extra(r):
+    if sys.argv[3] == "0" or r.data.tags.get("normcheck.kind") != "study":
+        return {}
+    return {"artifacts": sorted(listed(r.info.run_id)),
+            "history": {k: [m.value for m in tracker.client.get_metric_history(r.info.run_id, k)]
+                        for k in r.data.metrics}}
+
 print(json.dumps([{"id": r.info.run_id, "name": r.info.run_name, "status": r.info.status,
-                   "params": r.data.params, "tags": r.data.tags, "metrics": r.data.metrics}
-                  for r in runs]))
+                   "params": r.data.params, "tags": r.data.tags, "metrics": r.data.metrics,
+                   "inputs": [d.dataset.digest for d in r.inputs.dataset_inputs], **extra(r)}
+                  for r in tracker.runs()]))
 """
 
 

@@ -124,15 +124,25 @@ def test_two_ray_drivers_share_the_work_and_match_local(on_cluster, ray_cluster,
     on_cluster("-n", "2", "--claims-db", on_cluster.claims, "test_grid.py").assert_outcomes(
         passed=8)
     local = metrics(on_cluster.path / "out")
+    (study,) = on_cluster.studies()  # the study in the server, every run under it
+    assert {r["tags"]["mlflow.parentRunId"] for r in on_cluster.runs()} == {study["id"]}
     on_cluster.experiment += "-ray"
     drivers = [on_cluster.start(*ray_args(on_cluster, ray_cluster, "--report-dir", f"ray{i}",
-                                          "test_grid.py"),
+                                          "--inconclusive", "warn", "test_grid.py",
+                                          "test_hypotheses.py"),
                                 env={"NORMCHECK_CACHE": str(on_cluster.path / f"cache{i}")})
                for i in range(2)]
     outputs = [d.communicate(timeout=600)[0] for d in drivers]
     assert [d.returncode for d in drivers] == [0, 0], outputs
     runs = on_cluster.runs()
     assert len(runs) == 8 and all(s == ["FINISHED"] for s in by_hash(runs).values())
+    # two drivers ending at once write one study run: its verdicts and report, every run
+    (study,) = on_cluster.studies()
+    assert {study["tags"][f"verdict.H{i}"] for i in range(1, 6)} == {"inconclusive"}
+    assert {"H1.estimate", "H1.p_adjusted"} <= set(study["metrics"])
+    assert {"report.md", "figures/heatmap_none.png"} <= set(study["artifacts"])
+    assert all(len(values) == 1 for values in study["history"].values())
+    assert {r["tags"]["mlflow.parentRunId"] for r in runs} == {study["id"]}
     trained = [int(o.split("trained ")[1].split()[0].rstrip(",")) for o in outputs]
     assert sum(trained) == 8, outputs
     assert all("MLflow: http://127.0.0.1" in o for o in outputs)

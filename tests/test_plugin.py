@@ -55,11 +55,39 @@ def test_run_ids_and_parameters_reach_mlflow(suite) -> None:
     assert "hypotheses not evaluated: 6 runs of the grid have no result" in result.stdout.str()
 
 
+def the_study(suite) -> dict:
+    """The one study run of the session's grid, with every training run under it."""
+    (study,) = suite.studies()
+    runs = suite.runs()
+    assert study["status"] == "FINISHED" and study["tags"]["normcheck.grid"] == "tiny.toml"
+    for name in ("H1", "H2", "H3", "H4", "H5", "E1", "E2", "E3"):
+        assert study["tags"][f"verdict.{name}"] == "inconclusive"
+        assert {f"{name}.level", f"{name}.p_adjusted"} <= set(study["metrics"])
+    # one replicate: unbounded sides and H2's share of no replicates (NaN) are left out
+    assert study["metrics"]["H1.estimate"] > -1 and "H1.low" not in study["metrics"]
+    assert "verdict.E4" not in study["tags"]  # not asked on two widths
+    assert study["tags"]["normcheck.registration_version"] == "7"
+    assert {"normcheck.version", "normcheck.commit", "normcheck.family_control"} \
+        <= set(study["tags"])
+    assert {"report.md", "metrics.csv", "summary.csv", "hypotheses.toml",
+            "figures/heatmap_none.png"} <= set(study["artifacts"])
+    key = study["tags"]["normcheck.study"]
+    assert len(runs) == 8 and all(r["tags"]["mlflow.parentRunId"] == study["id"] and
+                                  r["tags"][f"normcheck.study.{key}"] == study["id"]
+                                  for r in runs)
+    fingerprint = study["tags"]["normcheck.data_fingerprint"]
+    assert all(r["inputs"] == [fingerprint] for r in runs)  # the Dataset column
+    return study
+
+
 def test_record_verdicts_then_check_them(suite, pytester: pytest.Pytester) -> None:
-    """Adopting the CI check on one's own data is one command: record, then expect."""
+    """Adopting the CI check on one's own data is one command: record, then expect. Each
+    session leaves the study in MLflow: one run, updated and not duplicated by the second."""
     suite.with_empty_store()
     result = suite("-n", "0", "--inconclusive", "warn", "--record-verdicts", "recorded.toml")
     assert result.ret == 0, result.stdout.str()
+    first = the_study(suite)
+    assert "the study in MLflow: run " in result.stdout.str()
     assert "added the record of grid 'tiny.toml' on data " in result.stdout.str()
     (record,) = tomllib.loads((pytester.path / "recorded.toml").read_text())["record"]
     assert record["grid"] == "tiny.toml" and len(record["data_fingerprint"]) == 16
@@ -69,3 +97,6 @@ def test_record_verdicts_then_check_them(suite, pytester: pytest.Pytester) -> No
     # every run reused, every verdict as recorded: H1-H5 and E1-E3 (E4 needs three widths)
     again.assert_outcomes(passed=8, xfailed=8, skipped=1)
     assert "runs: reused 8, trained 0" in again.stdout.str()
+    study = the_study(suite)
+    assert study["id"] == first["id"]
+    assert all(len(values) == 1 for values in study["history"].values())  # nothing twice

@@ -1,6 +1,7 @@
 """What the plugin and the command line share: options checked once, verdicts decided once."""
 
 import argparse
+import socket
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,20 @@ def test_verdicts_are_decided_once_per_session(tmp_path: Path,
     assert controller.verdicts() == decided  # read back, not decided again
     assert len(calls) == 1 and [v.name for v in decided] == ["H1", "H2", "H3", "H4", "H5",
                                                           "E1", "E2", "E3"]
+
+
+def test_a_study_run_the_store_cannot_take_is_said_and_the_reports_stay(
+        tmp_path: Path) -> None:
+    """The server gone at the end: the session says so, fails, and keeps its local reports."""
+    from normcheck.session import StudySession
+    from normcheck.tracking import Tracker
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{s.getsockname()[1]}"
+    settings = parse(options(grid="quick", mlflow_uri=uri, report_dir=tmp_path / "out"))
+    session = StudySession(settings, tracker=Tracker(uri, "0"))
+    session.decide_and_report(results(), [], {}, "f917392d4bb492e4", "test")
+    (error,) = session.outcome.errors
+    assert error.startswith(f"STUDY RUN NOT WRITTEN to MLflow {uri}: ") and "reached" in error
+    assert (tmp_path / "out" / "report.md").stat().st_size > 0
