@@ -223,7 +223,7 @@ class StudySession:
                                   str(o.report_dir), "--experiments", *o.paths])
             out.errors.append(f"REPORT NOT WRITTEN: {exc}. The runs are safe in MLflow; "
                               f"rebuild the reports with: {command}")
-        if self.tracker is not None:
+        if self.tracker is not None and not out.missing:  # a study half-run decides nothing
             self._publish(results, verdicts, fingerprint)
         if verdicts and o.record_verdicts:
             if fingerprint is None:

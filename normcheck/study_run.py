@@ -8,10 +8,12 @@ is a new study. Training runs are grouped under the first study that used them
 (``mlflow.parentRunId``, which the MLflow UI nests) and linked to every study that used them by
 a ``normcheck.study.<key>`` tag, so a run the norms grid shares with the full grid is found from
 both. Nothing is logged twice: metrics, tags and links are written only where they changed.
+A session that ends with runs missing (interrupted) leaves the study run as it was.
 """
 
 import hashlib
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,15 +104,12 @@ class StudyRun:
             else:
                 run_id = run.info.run_id
                 known_metrics, known_tags = run.data.metrics, run.data.tags
-            stale = [k for k in known_tags if k.startswith("verdict.")
-                     and k[len("verdict."):] not in {v.name for v in verdicts}]
-            for key in stale:  # a verdict this study no longer makes
-                client.delete_tag(run_id, key)
             metrics = {k: x for k, x in verdict_metrics(verdicts).items()
                        if known_metrics.get(k) != x}
             tags = {k: t for k, t in study_tags(self.study, verdicts, spec).items()
                     if known_tags.get(k) != t}
-            client.log_batch(run_id, metrics=[Metric(k, x, 0, 0) for k, x in metrics.items()],
+            now = int(time.time() * 1000)
+            client.log_batch(run_id, metrics=[Metric(k, x, now, 0) for k, x in metrics.items()],
                              tags=[RunTag(k, t) for k, t in tags.items()])
             for name, text in registrations.items():
                 client.log_text(run_id, text, name)

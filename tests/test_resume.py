@@ -96,6 +96,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(suite) -> None:
     assert interrupted["tags"]["normcheck.failed"] == "interrupted"
     kept = pd.read_csv(suite.path / "out" / "metrics.csv")  # the reports of what finished
     assert sorted(kept["mlflow_run_id"]) == sorted(r["id"] for r in runs["FINISHED"])
+    assert suite.studies() == []  # a study half-run decides nothing in MLflow
 
     result = suite("-n", "0", "-v", "--grid", "slow.toml")
     assert "runs: reused 2, trained 6" in result.stdout.str()
