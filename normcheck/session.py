@@ -266,7 +266,7 @@ class StudySession:
                               f"{o.report_dir}; run the session again to write it")
             return
         out.notes.append(f"the study in MLflow: run {run_id} ({study.name}), its "
-                         f"{len(results)} training runs under it")
+                         f"{len(results)} training runs linked to it")
 
     def close(self) -> None:
         """Leave the cluster, free this process's claims and remove the session's results

@@ -58,7 +58,9 @@ def verdict_metrics(verdicts: Iterable[Verdict]) -> dict[str, float]:
             e = v.estimate
             metrics.update({f"{v.name}.estimate": e.value, f"{v.name}.low": e.low,
                             f"{v.name}.high": e.high, f"{v.name}.level": e.level})
-    return {k: x for k, x in metrics.items() if math.isfinite(x)}  # MLflow stores no NaN
+    # an unbounded side (MLflow would store it as the largest float) or an estimate no
+    # replicate gave (NaN) is left out, so no metric reads as a number it is not
+    return {k: x for k, x in metrics.items() if math.isfinite(x)}
 
 
 def study_tags(study: StudyKey, verdicts: Iterable[Verdict], spec: dict) -> dict[str, str]:

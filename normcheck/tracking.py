@@ -73,7 +73,7 @@ class DataInput:
     """A run's training data as MLflow records a dataset: its digest is the split's
     fingerprint, so runs on the same split share one dataset."""
 
-    name: str  # e.g. "cifar10 cat,dog,horse (seed)"
+    name: str  # the classes and protocol, e.g. "cat,dog,horse (seed)"
     digest: str
     source: str  # "kind:path", as the data source describes itself
 
