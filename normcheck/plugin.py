@@ -18,6 +18,7 @@ from normcheck.options import add_options
 from normcheck.session import StudySession
 from normcheck.settings import SessionError, SessionOptions
 from normcheck.summary import ALARMS
+from normcheck.tracking import StoreLost
 from normcheck.verdicts import Verdict
 
 SESSION = pytest.StashKey[StudySession]()
@@ -98,8 +99,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    """Tag a configuration's report with where its result came from (trained or reused)."""
+    """Tag a configuration's report with where its result came from (trained or reused); a
+    store that stopped answering is one line, not a traceback per case."""
     report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(StoreLost):
+        report.longrepr = f"StoreLost: {call.excinfo.value}"
     config = getattr(item, "funcargs", {}).get("normcheck_config")
     state = item.config.stash.get(SESSION, None)
     if report.when == "call" and config is not None and state and state.results:
@@ -154,10 +158,15 @@ def normcheck_verdict(normcheck_session: StudySession, normcheck_verdicts):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error) -> None:
-    """xdist controller: note the peak memory a worker sent when it finished."""
-    peak = getattr(node, "workeroutput", {}).get("normcheck_peak_mib")
-    if SESSION in node.config.stash and peak is not None:
-        node.config.stash[SESSION].peak[node.gateway.id] = peak
+    """xdist controller: note the peak memory a worker sent when it finished, and whether
+    its store stopped answering."""
+    output = getattr(node, "workeroutput", {})
+    if SESSION not in node.config.stash:
+        return
+    state = node.config.stash[SESSION]
+    if output.get("normcheck_peak_mib") is not None:
+        state.peak[node.gateway.id] = output["normcheck_peak_mib"]
+    state.outcome.lost = state.outcome.lost or output.get("normcheck_lost")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

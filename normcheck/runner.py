@@ -49,7 +49,8 @@ def train_and_log(config: TrainConfig, data: Callable[[], "DeviceData"], split: 
                            model if log_model else None)
             result = replace(result, run_id=run_id)
     except BaseException as exc:
-        if run_id is not None:
+        if run_id is not None and tracker.lost is None:  # a lost store cannot take it: the
+            # run stays RUNNING there, and the next session marks it stale
             tracker.fail(run_id, "interrupted" if isinstance(exc, KeyboardInterrupt)
                          else f"{type(exc).__name__}: {exc}"[:500])
         raise

@@ -64,6 +64,7 @@ class Outcome:
     origins: dict[str, int] = field(default_factory=dict)  # "trained"/"reused" -> runs
     verdicts: list[Verdict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. the record written
+    lost: str | None = None  # why a worker's store stopped answering (its own says so too)
     errors: list[str] = field(default_factory=list)  # what failed at the end, each a line
 
 
@@ -185,6 +186,7 @@ class StudySession:
             return True
         if workeroutput is not None:
             workeroutput["normcheck_peak_mib"] = peak_mib
+            workeroutput["normcheck_lost"] = self.tracker.lost
             return True
         self.peak = self.peak or {"main": peak_mib}  # no workers: this process trained
         try:
@@ -201,6 +203,13 @@ class StudySession:
                 decided = [] if self.outcome.missing else self.plan.verdicts(table)
                 self.decide_and_report(results, decided, context(self, table),
                                        self.fingerprint, self.plan.how(), table)
+            lost = self.outcome.lost or self.tracker.lost
+            if lost:
+                self.outcome.errors.append(
+                    f"MLFLOW STORE LOST: {lost}. Training stopped there: the {len(results)} "
+                    f"runs that finished are kept in the store, {self.outcome.missing} did "
+                    "not run. Run the same command again once the store answers: the finished "
+                    "runs are reused and only the rest is trained")
             return not self.outcome.errors
         finally:
             self.close()

@@ -22,7 +22,8 @@ from normcheck.uris import redact
 if TYPE_CHECKING:
     from normcheck.session import StudySession
 
-ALARMS = ("REPORT NOT WRITTEN", "VERDICTS NOT RECORDED")  # summary lines shown in red
+ALARMS = ("REPORT NOT WRITTEN", "VERDICTS NOT RECORDED", "STUDY RUN NOT WRITTEN",
+          "MLFLOW STORE LOST")  # summary lines shown in red
 
 
 def peak_mib() -> float:

@@ -8,7 +8,9 @@ database. Server and other database URIs need no lock.
 import contextlib
 import json
 import os
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +27,31 @@ DEFAULT_EXPERIMENT = "normcheck"
 
 class TrackingError(RuntimeError):
     """The tracking store cannot be used; the message names its URI."""
+
+
+class StoreLost(TrackingError):
+    """The store stopped answering during the session, after MLflow's own retries (a server's
+    take minutes: ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``)."""
+
+
+# what a store that cannot be reached raises under MLflow's exception: a request that failed
+# after the HTTP client's retries, or a database connection that failed
+_UNREACHABLE = (("requests.exceptions", "RequestException"), ("sqlalchemy.exc", "OperationalError"))
+
+
+def _unreachable_store(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from, says the store cannot be reached
+    (modules not imported yet cannot have raised: they are not imported here)."""
+    kinds = tuple(getattr(sys.modules[module], name) for module, name in _UNREACHABLE
+                  if module in sys.modules)
+    seen: BaseException | None = exc
+    for _ in range(10):  # a chain, not a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, kinds):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def default_tracking_uri() -> str:
@@ -93,6 +120,7 @@ class Tracker:
         self.uri = uri
         self.experiment_id = experiment_id
         self._lock = _store_lock(uri)
+        self.lost: str | None = None  # why the store stopped answering, once it has
 
     @cached_property
     def client(self) -> Any:
@@ -102,9 +130,23 @@ class Tracker:
 
         return MlflowClient(tracking_uri=self.uri)
 
-    def locked(self) -> contextlib.AbstractContextManager:
-        """The store's write lock (a no-op for servers), to hold with ``with``."""
-        return self._lock
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Held around every call to the store: its write lock (a no-op for servers). A store
+        that stopped answering raises ``StoreLost`` naming it, and so does every later call
+        of this process at once, instead of waiting out MLflow's retries again for each run."""
+        if self.lost is not None:
+            raise StoreLost(self.lost)
+        with self._lock:
+            try:
+                yield
+            except Exception as exc:
+                if not _unreachable_store(exc):
+                    raise
+                cause = redact_text(str(exc), self.uri)
+                self.lost = (f"MLflow tracking store {redact(self.uri)} stopped answering: "
+                             f"{cause[:400]}{'...' if len(cause) > 400 else ''}")
+                raise StoreLost(self.lost) from exc
 
     @classmethod
     def open(cls, uri: str, experiment_name: str = DEFAULT_EXPERIMENT) -> "Tracker":

@@ -172,3 +172,12 @@ class EngineContract:
         import uuid
 
         return f"contract-{uuid.uuid4().hex[:8]}"
+
+
+def by_hash(runs: list[dict]) -> dict[str, list[str]]:
+    """The statuses of the runs (as ``Suite.runs`` or ``MlflowServer.runs`` list them) of
+    each configuration hash."""
+    out: dict[str, list[str]] = {}
+    for run in runs:
+        out.setdefault(run["tags"]["normcheck.config_hash"], []).append(run["status"])
+    return out

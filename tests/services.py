@@ -31,6 +31,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def require_cluster_parts() -> None:
+    """Skip a test that needs the ``cluster`` extra and Debian's PostgreSQL where they are
+    missing; fail it instead under ``NORMCHECK_REQUIRE_CLUSTER=1`` (CI)."""
+    import importlib.util
+
+    import pytest
+
+    missing = [name for name in ("ray", "psycopg") if importlib.util.find_spec(name) is None]
+    if postgres_bin() is None:
+        missing.append("PostgreSQL (apt-get install postgresql)")
+    if missing:
+        why = f"cluster tests need {', '.join(missing)} (pip install -e '.[test,cluster]')"
+        if os.environ.get("NORMCHECK_REQUIRE_CLUSTER") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+
+
 def postgres_bin() -> Path | None:
     """Debian's PostgreSQL binaries (the newest installed), or None."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
@@ -42,12 +59,19 @@ def postgres_bin() -> Path | None:
 
 
 class Process:
-    """A server in its own process group, stopped by its process id."""
+    """A server in its own process group, stopped by its process id (and started again with
+    the same command: ``start``)."""
 
     def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.log = log
-        self.proc = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})}, start_new_session=True)
+        self.args, self.log, self.env = args, log, env
+        self.start("wb")
+
+    def start(self, mode: str = "ab") -> None:
+        """Start the command (again), its output added to the log."""
+        self.proc = subprocess.Popen(self.args, stdout=self.log.open(mode),
+                                     stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(self.env or {})},
+                                     start_new_session=True)
         self.pid = self.proc.pid
 
     def alive(self) -> bool:
@@ -70,10 +94,10 @@ class Process:
             pass
         self.proc.wait()
 
-    def stop(self, grace: float = 10) -> None:
-        """SIGTERM to the group, SIGKILL to what is left after ``grace`` seconds."""
+    def stop(self, grace: float = 10, how: signal.Signals = signal.SIGTERM) -> None:
+        """``how`` (SIGTERM) to the group, SIGKILL to what is left after ``grace`` seconds."""
         if self.alive():
-            os.killpg(self.pid, signal.SIGTERM)
+            os.killpg(self.pid, how)
             try:
                 self.proc.wait(grace)
             except subprocess.TimeoutExpired:
@@ -116,7 +140,20 @@ class Postgres:
         self.process = Process([*run_as, str(pg / "postgres"), "-D", str(folder / "data"),
                                 "-h", "127.0.0.1", "-p", str(self.port), "-k", str(folder)],
                                folder / "postgres.log")
+        self._wait()
+
+    def _wait(self) -> None:
         self.process.wait_for(lambda: listening(self.port) and self._accepts(), "PostgreSQL")
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data: a fast shutdown (SIGINT), which, unlike SIGTERM,
+        does not wait for its clients to disconnect."""
+        self.process.stop(how=signal.SIGINT)
+
+    def resume(self) -> None:
+        """Start the paused server again, on the same port and data."""
+        self.process.start()
+        self._wait()
 
     def _accepts(self) -> bool:
         import psycopg
@@ -174,6 +211,26 @@ class MlflowServer:
                                     # processes
                                     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
         self.process.wait_for(self._healthy, "the MLflow server", timeout=120)
+
+    def pause(self) -> None:
+        """Stop the server (its runs stay in the database)."""
+        self.process.stop()
+
+    def resume(self) -> None:
+        """Start the paused server again, on the same port and database."""
+        self.process.start()
+        self.process.wait_for(self._healthy, "the MLflow server", timeout=120)
+
+    def wait_for_runs(self, experiment: str, ready, timeout: float = 120) -> list[dict]:
+        """Poll the experiment's runs until ``ready(runs)``; return them."""
+        deadline = time.monotonic() + timeout
+        runs: list[dict] = []
+        while time.monotonic() < deadline:
+            runs = self.runs(experiment)
+            if ready(runs):
+                return runs
+            time.sleep(0.5)  # each poll is a search the server answers: leave it CPU to train
+        raise AssertionError(f"runs never reached the state wanted: {runs}")
 
     def runs(self, experiment: str) -> list[dict]:
         """The experiment's runs as {"id", "status", "tags"}, through the REST API: quick

@@ -5,7 +5,6 @@ Needs the ``cluster`` extra and Debian's PostgreSQL; without them these tests sk
 ``NORMCHECK_REQUIRE_CLUSTER=1`` (CI), where a missing part is a failure.
 """
 
-import os
 import re
 import signal
 import time
@@ -14,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import EngineContract
-from services import MlflowServer, Postgres, RayCluster, free_port, postgres_bin
+from helpers import EngineContract, by_hash
+from services import MlflowServer, Postgres, RayCluster, free_port, require_cluster_parts
 
 from normcheck.cluster import RayEngine, RayOptions
 
@@ -36,28 +35,9 @@ seeds = 1
 IGNORED = ["train_seconds", "mlflow_run_id"]  # differ between any two sessions
 
 
-def _require_cluster_parts() -> None:
-    missing = [name for name in ("ray", "psycopg") if _absent(name)]
-    if postgres_bin() is None:
-        missing.append("PostgreSQL (apt-get install postgresql)")
-    if missing:
-        why = f"cluster tests need {', '.join(missing)} (pip install -e '.[test,cluster]')"
-        if os.environ.get("NORMCHECK_REQUIRE_CLUSTER") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
-
-
-def _absent(module: str) -> bool:
-    try:
-        __import__(module)
-        return False
-    except ImportError:
-        return True
-
-
 @pytest.fixture(scope="module")
 def postgres():
-    _require_cluster_parts()
+    require_cluster_parts()
     server = Postgres()
     yield server
     server.stop()
@@ -72,7 +52,7 @@ def mlflow_server(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    _require_cluster_parts()
+    require_cluster_parts()
     cluster = RayCluster((1, 1))
     yield cluster
     cluster.stop()
@@ -97,23 +77,6 @@ def ray_args(suite, cluster: RayCluster, *args: str) -> list[str]:
 
 def metrics(path: Path) -> pd.DataFrame:
     return pd.read_csv(path / "metrics.csv").drop(columns=IGNORED)
-
-
-def by_hash(runs: list[dict]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for run in runs:
-        out.setdefault(run["tags"]["normcheck.config_hash"], []).append(run["status"])
-    return out
-
-
-def wait_for_runs(server: MlflowServer, suite, ready, timeout: float = 120) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = server.runs(suite.experiment)
-        if ready(runs):
-            return runs
-        time.sleep(0.1)
-    raise AssertionError(f"runs never reached the state wanted: {runs}")
 
 
 def test_two_ray_drivers_share_the_work_and_match_local(on_cluster, ray_cluster,
@@ -166,7 +129,7 @@ def test_a_worker_node_killed_mid_grid(on_cluster, mlflow_server) -> None:
         env = dict(cluster.env)
         driver = on_cluster.start(*ray_args(on_cluster, cluster, "--grid", "slow.toml",
                                             "test_grid.py"), env=env)
-        before = wait_for_runs(mlflow_server, on_cluster, lambda runs: any(
+        before = mlflow_server.wait_for_runs(on_cluster.experiment, lambda runs: any(
             r["status"] == "FINISHED" for r in runs) and any(
             r["status"] == "RUNNING" and r["tags"].get("normcheck.ray_node") == "127.0.0.3"
             for r in runs))
@@ -194,8 +157,8 @@ def test_a_killed_driver_frees_its_claims(on_cluster, ray_cluster, postgres,
                                           mlflow_server) -> None:
     driver = on_cluster.start(*ray_args(on_cluster, ray_cluster, "--grid", "slow.toml",
                                         "test_grid.py"))
-    wait_for_runs(mlflow_server, on_cluster,
-                  lambda runs: any(r["status"] == "RUNNING" for r in runs))
+    mlflow_server.wait_for_runs(on_cluster.experiment,
+                                lambda runs: any(r["status"] == "RUNNING" for r in runs))
     assert postgres.advisory_locks() > 0
     driver.send_signal(signal.SIGKILL)
     driver.wait()

@@ -1,14 +1,17 @@
-"""MLflow tracking: what a run records, and concurrent processes on one SQLite store."""
+"""MLflow tracking: what a run records, concurrent processes on one SQLite store, and a store
+that stops answering."""
 
 import json
 import multiprocessing
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from normcheck.records import EpochMetrics, RunResult, TrainConfig
-from normcheck.tracking import HISTORY_TAG, Tracker, TrackingError, _history, finish_tags
+from normcheck.tracking import HISTORY_TAG, StoreLost, Tracker, TrackingError, _history, finish_tags
 
 
 def sqlite_uri(path: Path) -> str:
@@ -70,6 +73,59 @@ def _log_runs(uri: str, experiment_id: str, worker: int, count: int) -> None:
 
 
 @pytest.mark.integration  # several processes, each importing MLflow
+class Unavailable(BaseHTTPRequestHandler):
+    """A tracking server whose database is down: every request answers 503."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.send_response(503)
+        self.end_headers()
+
+    do_POST = do_GET
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def unavailable_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("answer", ["refused", "503"])
+def test_a_store_that_stops_answering_is_lost_once(answer: str, unavailable_server,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """After MLflow's retries (none here) a store that refuses connections, or answers 5xx as
+    a server without its database does, is lost: the error names it, and every later call of
+    the process fails the same way without asking the store again."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    uri, server = unavailable_server
+    if answer == "refused":
+        server.shutdown()
+        server.server_close()  # nothing listens on the port now
+    tracker = Tracker(uri, "1")
+    with pytest.raises(StoreLost, match=f"MLflow tracking store {uri} stopped answering"):
+        tracker.start_run("lr=0.01-fc=8-norm=none", {}, {})
+    assert tracker.lost is not None
+    tracker.client = None  # a call that reached the client now would fail otherwise
+    with pytest.raises(StoreLost) as again:
+        tracker.log_metrics("any", {"val_acc": 0.5})
+    assert str(again.value) == tracker.lost
+
+
+def test_other_store_errors_are_not_a_lost_store(tmp_path: Path) -> None:
+    """An error the store answers (here: no such run) is raised as it is."""
+    from mlflow.exceptions import MlflowException
+
+    tracker = Tracker.open(sqlite_uri(tmp_path / "mlflow.db"), "exp")
+    with pytest.raises(MlflowException) as error:
+        tracker.log_metrics("0" * 32, {"val_acc": 0.5})
+    assert not isinstance(error.value, StoreLost) and tracker.lost is None
+
+
 def test_concurrent_processes_lose_no_run(tmp_path: Path) -> None:
     uri = sqlite_uri(tmp_path / "mlflow.db")
     experiment_id = Tracker.open(uri, "exp").experiment_id
