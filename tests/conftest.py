@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,14 @@ seeds = 1
 """
 
 
+def _interruptible() -> None:
+    """In the child before it starts: SIGINT back to its default, as in a terminal. A shell
+    starts background jobs (``cmd &``, ``nohup``: CI's launcher, say) with SIGINT ignored, the
+    children inherit that, and Python then installs no KeyboardInterrupt handler, so Ctrl-C
+    would be ignored and the Ctrl-C test would see the session run to its end."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Suite:
     """A copy of the experiment suite in a pytester folder, on a tiny grid and synthetic data."""
 
@@ -119,7 +128,8 @@ class Suite:
         return subprocess.Popen([sys.executable, "-m", "pytest", *self.args(*args)],
                                 cwd=self.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, env={**os.environ, "PYTHONUNBUFFERED": "1",
-                                                **(env or {})})
+                                                **(env or {})},
+                                preexec_fn=_interruptible)
 
     def runs(self) -> list[dict]:
         """The experiment's training runs (the study's own run left out: ``studies``)."""

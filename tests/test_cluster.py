@@ -121,36 +121,34 @@ def test_two_ray_drivers_share_the_work_and_match_local(on_cluster, ray_cluster,
     assert postgres.advisory_locks() == 0
 
 
-def test_a_worker_node_killed_mid_grid(on_cluster, mlflow_server) -> None:
-    """The node's runs end FAILED, the driver says which, the rerun trains them; the runs that
-    had finished are kept."""
-    cluster = RayCluster((1, 1))  # its own: this test kills one of its nodes
-    try:
-        env = dict(cluster.env)
-        driver = on_cluster.start(*ray_args(on_cluster, cluster, "--grid", "slow.toml",
-                                            "test_grid.py"), env=env)
-        before = mlflow_server.wait_for_runs(on_cluster.experiment, lambda runs: any(
-            r["status"] == "FINISHED" for r in runs) and any(
-            r["status"] == "RUNNING" and r["tags"].get("normcheck.ray_node") == "127.0.0.3"
-            for r in runs))
-        cluster.nodes[1].kill()
-        output = driver.communicate(timeout=600)[0]
-        assert driver.returncode == 1, output
-        assert "its Ray task failed" in output and "Run the session again" in output
-        runs = on_cluster.runs()
-        lost = [r for r in runs if r["tags"].get("normcheck.ray_node") == "127.0.0.3"
-                and r["status"] != "FINISHED"]
-        assert lost and all(r["status"] == "FAILED" and "normcheck.stale" in r["tags"]
-                            for r in lost)
-        finished = {r["id"] for r in runs if r["status"] == "FINISHED"}
-        assert {r["id"] for r in before if r["status"] == "FINISHED"} <= finished
-        rerun = on_cluster.start(*ray_args(on_cluster, cluster, "--grid", "slow.toml",
-                                           "test_grid.py"), env=env)
-        output = rerun.communicate(timeout=600)[0]
-        assert rerun.returncode == 0, output
-        assert f"runs: reused {len(finished)}, trained {8 - len(finished)}" in output
-    finally:
-        cluster.stop()
+def test_a_worker_node_killed_mid_grid(on_cluster, ray_cluster, mlflow_server) -> None:
+    """A node that joined the cluster for this test is killed mid-grid: its runs end FAILED,
+    the driver says which, the rerun trains them on the nodes left; the runs that had
+    finished are kept."""
+    node = ray_cluster.add_node(1)
+    address = f"127.0.0.{len(ray_cluster.nodes) + 1}"  # as add_node numbers them
+    driver = on_cluster.start(*ray_args(on_cluster, ray_cluster, "--grid", "slow.toml",
+                                        "test_grid.py"))
+    before = mlflow_server.wait_for_runs(on_cluster.experiment, lambda runs: any(
+        r["status"] == "FINISHED" for r in runs) and any(
+        r["status"] == "RUNNING" and r["tags"].get("normcheck.ray_node") == address
+        for r in runs))
+    node.kill()
+    output = driver.communicate(timeout=600)[0]
+    assert driver.returncode == 1, output
+    assert "its Ray task failed" in output and "Run the session again" in output
+    runs = on_cluster.runs()
+    lost = [r for r in runs if r["tags"].get("normcheck.ray_node") == address
+            and r["status"] != "FINISHED"]
+    assert lost and all(r["status"] == "FAILED" and "normcheck.stale" in r["tags"]
+                        for r in lost)
+    finished = {r["id"] for r in runs if r["status"] == "FINISHED"}
+    assert {r["id"] for r in before if r["status"] == "FINISHED"} <= finished
+    rerun = on_cluster.start(*ray_args(on_cluster, ray_cluster, "--grid", "slow.toml",
+                                       "test_grid.py"))
+    output = rerun.communicate(timeout=600)[0]
+    assert rerun.returncode == 0, output
+    assert f"runs: reused {len(finished)}, trained {8 - len(finished)}" in output
 
 
 def test_a_killed_driver_frees_its_claims(on_cluster, ray_cluster, postgres,
