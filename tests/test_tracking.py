@@ -72,7 +72,6 @@ def _log_runs(uri: str, experiment_id: str, worker: int, count: int) -> None:
         tracker.finish(run_id, {"best_val_acc": 0.2}, {})
 
 
-@pytest.mark.integration  # several processes, each importing MLflow
 class Unavailable(BaseHTTPRequestHandler):
     """A tracking server whose database is down: every request answers 503."""
 
@@ -126,6 +125,7 @@ def test_other_store_errors_are_not_a_lost_store(tmp_path: Path) -> None:
     assert not isinstance(error.value, StoreLost) and tracker.lost is None
 
 
+@pytest.mark.integration  # several processes, each importing MLflow
 def test_concurrent_processes_lose_no_run(tmp_path: Path) -> None:
     uri = sqlite_uri(tmp_path / "mlflow.db")
     experiment_id = Tracker.open(uri, "exp").experiment_id
