@@ -210,6 +210,9 @@ class MlflowServer:
                                     # its job runner (GenAI jobs, unused here) starts 7 more
                                     # processes
                                     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        self._wait()
+
+    def _wait(self) -> None:
         self.process.wait_for(self._healthy, "the MLflow server", timeout=120)
 
     def pause(self) -> None:
@@ -219,7 +222,7 @@ class MlflowServer:
     def resume(self) -> None:
         """Start the paused server again, on the same port and database."""
         self.process.start()
-        self.process.wait_for(self._healthy, "the MLflow server", timeout=120)
+        self._wait()
 
     def wait_for_runs(self, experiment: str, ready, timeout: float = 120) -> list[dict]:
         """Poll the experiment's runs until ``ready(runs)``; return them."""
