@@ -39,19 +39,33 @@ class StoreLost(TrackingError):
 _UNREACHABLE = (("requests.exceptions", "RequestException"), ("sqlalchemy.exc", "OperationalError"))
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from, innermost last."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # a chain, not a cycle
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
 def _unreachable_store(exc: BaseException) -> bool:
     """Whether ``exc``, or an exception it was raised from, says the store cannot be reached
     (modules not imported yet cannot have raised: they are not imported here)."""
     kinds = tuple(getattr(sys.modules[module], name) for module, name in _UNREACHABLE
                   if module in sys.modules)
-    seen: BaseException | None = exc
-    for _ in range(10):  # a chain, not a cycle
-        if seen is None:
-            return False
-        if isinstance(seen, kinds):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(isinstance(seen, kinds) for seen in _chain(exc))
+
+
+# how the databases MLflow supports word a broken unique key, through a server (whose error
+# carries only the message) or from the database driver itself
+_DUPLICATE_KEY = ("duplicate key value", "UNIQUE constraint failed", "Duplicate entry",
+                  "UniqueViolation", "IntegrityError")
+
+
+def _duplicate_key(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from, is a broken unique key."""
+    return any(words in str(seen) for seen in _chain(exc) for words in _DUPLICATE_KEY)
 
 
 def default_tracking_uri() -> str:
@@ -213,8 +227,23 @@ class Tracker:
             self.client.log_batch(run.info.run_id,
                                   params=[Param(k, str(v)) for k, v in params.items()])
             if dataset is not None:
-                self.client.log_inputs(run.info.run_id, datasets=[dataset.entity()])
+                self._log_input(run.info.run_id, dataset)
         return run.info.run_id
+
+    def _log_input(self, run_id: str, dataset: "DataInput") -> None:
+        """Link the run to its dataset. MLflow's database store looks the dataset up and
+        inserts it if missing, in one transaction: two processes logging a new dataset at once
+        both miss it, and the second insert breaks the unique key. Its transaction is rolled
+        back whole, and on a second try the winner's dataset is there to link to."""
+        from mlflow.exceptions import MlflowException
+
+        for attempt in range(3):
+            try:
+                self.client.log_inputs(run_id, datasets=[dataset.entity()])
+                return
+            except MlflowException as exc:
+                if attempt == 2 or not _duplicate_key(exc):
+                    raise
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
         from mlflow.entities import Metric

@@ -218,6 +218,46 @@ def test_postgres_claims_are_exclusive_and_die_with_their_connection(postgres) -
         PostgresClaims(postgres.uri(password="wrong"), "experiment 1")
 
 
+def test_two_runs_logging_one_new_dataset_at_once_both_get_it(postgres, mlflow_server) -> None:
+    """MLflow's server looks a run's dataset up and inserts it if missing in one transaction,
+    so two workers starting their first runs at once can both miss it: the second insert
+    breaks the unique key (seen in CI). Built here for certain: another transaction inserts the
+    dataset and commits only once the server's own insert is waiting for it."""
+    import threading
+
+    import psycopg
+
+    from normcheck.tracking import DataInput, Tracker
+
+    tracker = Tracker.open(mlflow_server.uri, f"t-{uuid.uuid4().hex[:8]}")
+    data = DataInput("cat,dog,horse (seed)", uuid.uuid4().hex[:16], "batches:/data")
+    rival = psycopg.connect(postgres.uri("mlflow"))
+    rival.execute("INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, "
+                  "dataset_source_type, dataset_source) VALUES (%s, %s, %s, %s, 'local', %s)",
+                  (uuid.uuid4().hex, int(tracker.experiment_id), data.name, data.digest,
+                   "/data"))
+
+    def commit_once_the_server_waits() -> None:
+        with psycopg.connect(postgres.uri("mlflow"), autocommit=True) as watch:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE 'INSERT INTO datasets%%'").fetchone()[0]:
+                time.sleep(0.05)
+        rival.commit()
+
+    rival_commits = threading.Thread(target=commit_once_the_server_waits)
+    rival_commits.start()
+    run_id = tracker.start_run("raced", {"lr": 0.01}, {"normcheck.config_hash": "raced"}, data)
+    rival_commits.join()
+    rival.close()
+    run = tracker.client.get_run(run_id)
+    assert [d.dataset.digest for d in run.inputs.dataset_inputs] == [data.digest]
+    with psycopg.connect(postgres.uri("mlflow")) as conn:
+        assert conn.execute("SELECT count(*) FROM datasets WHERE digest = %s",
+                            (data.digest,)).fetchone()[0] == 1
+
+
 def test_rounds_of_replicates_on_the_cluster(on_cluster, ray_cluster) -> None:
     """``--seeds auto`` with Ray: each round is submitted whole once the look before it says it
     is needed, and the study stops where the local engine's would."""
