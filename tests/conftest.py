@@ -8,11 +8,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from warm import Warm
 
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                "truck"]
@@ -95,11 +98,26 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.fixture(scope="session")
+def warm(tmp_path_factory: pytest.TempPathFactory):
+    """This test process's warm server (``warm.py``): the suite's sessions start as forks of
+    a process that has imported torch and MLflow. ``NORMCHECK_TESTS_COLD=1``: none, every
+    session a fresh interpreter, to check that the two give the same results."""
+    if os.environ.get("NORMCHECK_TESTS_COLD") == "1":
+        yield None
+        return
+    server = Warm(tmp_path_factory.mktemp("warm"))
+    yield server
+    server.stop()
+
+
 class Suite:
     """A copy of the experiment suite in a pytester folder, on a tiny grid and synthetic data."""
 
-    def __init__(self, pytester: pytest.Pytester, data: Path, store: Path) -> None:
+    def __init__(self, pytester: pytest.Pytester, data: Path, store: Path,
+                 warm: Warm | None = None) -> None:
         self.pytester = pytester
+        self.warm = warm
         self.path = pytester.path
         self.uri = f"sqlite:///{self.path / 'mlflow.db'}"
         self.experiment = "normcheck"
@@ -119,17 +137,42 @@ class Suite:
                 "-p", "no:hypothesispytest", *args]
 
     def __call__(self, *args: str) -> pytest.RunResult:
-        """Run the suite to the end in a subprocess."""
-        return self.pytester.runpytest_subprocess(*self.args(*args), timeout=600)
+        """Run the suite to the end in a subprocess (as ``runpytest_subprocess`` does: its
+        own ``--basetemp`` in the folder, the output echoed)."""
+        if self.warm is None:
+            return self.pytester.runpytest_subprocess(*self.args(*args), timeout=600)
+        basetemp = tempfile.mkdtemp(prefix="runpytest-", dir=self.path)
+        argv = ["-m", "pytest", f"--basetemp={basetemp}", *self.args(*args)]
+        print(f"running (warm): {sys.executable} {' '.join(argv)}\n     in: {self.path}")
+        started = time.monotonic()
+        process = self.warm.popen(argv, self.path, self._env(), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        try:
+            out, err = process.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail(f"the session did not end within 600 s: {argv}")
+        print(out, end="")
+        print(err, end="", file=sys.stderr)
+        return pytest.RunResult(process.returncode, out.splitlines(), err.splitlines(),
+                                time.monotonic() - started)
 
-    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start(self, *args: str, env: dict[str, str] | None = None) -> "subprocess.Popen":
         """Start the suite in a subprocess, its output (stdout and stderr) readable as lines;
         ``env`` adds to the environment."""
+        environment = {**self._env(), "PYTHONUNBUFFERED": "1", **(env or {})}
+        if self.warm is not None:
+            return self.warm.popen(["-m", "pytest", *self.args(*args)], self.path, environment,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         return subprocess.Popen([sys.executable, "-m", "pytest", *self.args(*args)],
                                 cwd=self.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1",
-                                                **(env or {})},
-                                preexec_fn=_interruptible)
+                                text=True, env=environment, preexec_fn=_interruptible)
+
+    def _env(self) -> dict[str, str]:
+        """The environment a subprocess gets: this process's, and this folder importable, as
+        pytester gives its subprocesses."""
+        path = os.pathsep.join(filter(None, [str(self.path), os.environ.get("PYTHONPATH")]))
+        return {**os.environ, "PYTHONPATH": path}
 
     def runs(self) -> list[dict]:
         """The experiment's training runs (the study's own run left out: ``studies``)."""
@@ -143,9 +186,16 @@ class Suite:
     def _read(self, studies: bool = False) -> list[dict]:
         """Read in a fresh process (pytester resets imported modules, which leaves MLflow's
         SQLAlchemy half-imported if it is used in the test process)."""
-        out = subprocess.run([sys.executable, "-c", READ_RUNS, self.uri, self.experiment,
-                              str(int(studies))], capture_output=True, text=True,
-                             check=True).stdout
+        argv = ["-c", READ_RUNS, self.uri, self.experiment, str(int(studies))]
+        if self.warm is None:
+            out = subprocess.run([sys.executable, *argv], capture_output=True, text=True,
+                                 check=True).stdout
+        else:
+            process = self.warm.popen(argv, self.path, self._env(), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE)
+            out, err = process.communicate(timeout=300)
+            if process.returncode:
+                raise subprocess.CalledProcessError(process.returncode, argv, out, err)
         return json.loads(out.splitlines()[-1])
 
 
@@ -184,7 +234,7 @@ def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def suite(pytester: pytest.Pytester, seed_batches: Path, empty_store: Path,
-          monkeypatch: pytest.MonkeyPatch) -> Suite:
+          monkeypatch: pytest.MonkeyPatch, warm: Warm | None) -> Suite:
     """The experiment suite with a tiny grid (``tiny.toml``: 8 configurations, one replicate) in ``pytester``'s
     folder, and no MLflow store yet (``suite.with_empty_store()`` copies in an empty one). Test
     modules using it load the ``pytester`` plugin."""
@@ -193,10 +243,26 @@ def suite(pytester: pytest.Pytester, seed_batches: Path, empty_store: Path,
     (pytester.path / "tiny.toml").write_text(TINY_GRID)
     monkeypatch.setenv("NORMCHECK_CACHE", str(pytester.path / "cache"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return Suite(pytester, seed_batches, empty_store)
+    return Suite(pytester, seed_batches, empty_store, warm)
 
 
 INTEGRATION_FIXTURES = {"suite", "trained_store", "store_uri"}  # whole sessions, trained stores
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each xdist worker keeps to its own share of the cores, and so does everything it starts
+    (the suite's sessions, their workers, the servers): a session sees the cores it may use
+    (``normcheck.device.cpu_count`` reads the affinity mask) and trains on as many threads.
+    Unpinned, every one-process session took both cores' threads while the other worker's
+    tests ran too, and the oversubscribed threads spent twice the CPU time (28 s against 13 s
+    for the tiny grid, one such session beside a busy core)."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get(
+        "PYTEST_XDIST_WORKER_COUNT")
+    if not (worker and count and hasattr(os, "sched_setaffinity")):
+        return
+    cores, index, workers = sorted(os.sched_getaffinity(0)), int(worker[2:]), int(count)
+    share = cores[index::workers] if workers <= len(cores) else [cores[index % len(cores)]]
+    os.sched_setaffinity(0, share)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
