@@ -20,11 +20,13 @@ import json
 import os
 import random
 import select
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -307,14 +309,14 @@ class Warm:
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.path = str(folder / "warm.sock")
+        # a socket's path must fit in 108 bytes, which a deep pytest temporary folder may not
+        self.sockets = Path(tempfile.mkdtemp(prefix="nc-warm-"))
+        self.path = str(self.sockets / "warm.sock")
         self.client = folder / "python"
         self.client.write_text(CLIENT.format(python=sys.executable, flags=FLAGS,
                                              path=self.path, signals=tuple(int(s) for s in
                                                                            SIGNALS)))
         self.client.chmod(0o755)
-        for stale in (self.path, f"{self.path}.new"):
-            Path(stale).unlink(missing_ok=True)
         log = (folder / "warm.log").open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-c", "import os, sys; own = os.environ.get('PYTHONPATH', '')"
@@ -323,6 +325,7 @@ class Warm:
              f"warm.main({self.path!r}, {str(self.client)!r}, base)"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
+        log.close()  # the server has its own copy
         deadline = time.monotonic() + 120
         while not os.path.exists(self.path):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -339,6 +342,7 @@ class Warm:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+        shutil.rmtree(self.sockets, ignore_errors=True)
 
 
 class WarmProcess:
