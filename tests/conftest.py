@@ -184,8 +184,9 @@ class Suite:
         return [r for r in self._read(studies=True) if r["tags"].get("normcheck.kind") == "study"]
 
     def _read(self, studies: bool = False) -> list[dict]:
-        """Read in a fresh process (pytester resets imported modules, which leaves MLflow's
-        SQLAlchemy half-imported if it is used in the test process)."""
+        """Read in another process, warm where there is a server (pytester resets imported
+        modules, which leaves MLflow's SQLAlchemy half-imported if it is used in the test
+        process)."""
         argv = ["-c", READ_RUNS, self.uri, self.experiment, str(int(studies))]
         if self.warm is None:
             out = subprocess.run([sys.executable, *argv], capture_output=True, text=True,
@@ -254,8 +255,8 @@ def pytest_configure(config: pytest.Config) -> None:
     (the suite's sessions, their workers, the servers): a session sees the cores it may use
     (``normcheck.device.cpu_count`` reads the affinity mask) and trains on as many threads.
     Unpinned, every one-process session took both cores' threads while the other worker's
-    tests ran too, and the oversubscribed threads spent twice the CPU time (28 s against 13 s
-    for the tiny grid, one such session beside a busy core)."""
+    tests ran too, and the oversubscribed threads spent 1.6 times the CPU (the tiny grid beside
+    a busy core: benchmarks/session_start.py)."""
     worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get(
         "PYTEST_XDIST_WORKER_COUNT")
     if not (worker and count and hasattr(os, "sched_setaffinity")):
