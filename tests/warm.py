@@ -282,8 +282,10 @@ CLIENT = '''#!{python} -SE
 """python, warm: hand this command to the warm server, or run it cold if it cannot."""
 import os, signal, socket, struct, sys, json
 argv = sys.argv[1:]
-flags = [a for a in argv[:2] if a in {flags!r}]
-tail = argv[len(flags):]
+flags = 0
+while flags < len(argv) and argv[flags] in {flags!r}:
+    flags += 1
+tail = argv[flags:]
 if not (len(tail) >= 2 and tail[0] in ("-c", "-m")):
     os.execv({python!r}, [{python!r}, *argv])
 conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
