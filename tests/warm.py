@@ -93,8 +93,12 @@ class Server:
         self.orphans: set[int] = set()  # children whose requester went away, killed
 
     def serve(self) -> dict:
-        """Serve until a request comes; return it in the forked child."""
+        """Serve until a request comes; return it in the forked child. Ends, as its test
+        process's servers do, when that process is gone."""
+        parent = os.getppid()
         while True:
+            if os.getppid() != parent:
+                os._exit(0)
             watched = [c for p, c in self.children.items() if p not in self.orphans]
             ready, _, _ = select.select([self.listener, self.wake_r, *watched], [], [], 1.0)
             for r in ready:
