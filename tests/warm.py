@@ -284,30 +284,38 @@ def _exit_as_python(program: Callable[[], None]) -> None:
 
 CLIENT = '''#!{python} -SE
 """python, warm: hand this command to the warm server, or run it cold if it cannot."""
-import os, signal, socket, struct, sys, json
-argv = sys.argv[1:]
-flags = 0
-while flags < len(argv) and argv[flags] in {flags!r}:
-    flags += 1
-tail = argv[flags:]
-if not (len(tail) >= 2 and tail[0] in ("-c", "-m")):
-    os.execv({python!r}, [{python!r}, *argv])
-conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-conn.connect({path!r})
-body = json.dumps({{"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}}).encode()
-socket.send_fds(conn, [struct.pack("!I", len(body))], [0, 1, 2])
-conn.sendall(body)
-lines = conn.makefile("r")
-pid = int(lines.readline())
-for sig in {signals!r}:
-    signal.signal(sig, lambda s, _: os.kill(pid, s))
-line = lines.readline()
-code = int(line) if line else -9
-if code < 0:
-    signal.signal(-code, signal.SIG_DFL)
-    os.kill(os.getpid(), -code)
-sys.exit(code)
+import sys
+sys.path.insert(0, {here!r})
+import warm
+warm.client({path!r}, {python!r})
 '''
+
+
+def client(path: str, python: str) -> None:
+    """``CLIENT``'s body: run ``sys.argv`` as a warm child, relaying the signals this process
+    gets and ending as the child ends; a command line a child cannot run, cold."""
+    argv = sys.argv[1:]
+    if not known(argv):
+        os.execv(python, [python, *argv])
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(path)
+    _send(conn, {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}, [0, 1, 2])
+    lines = conn.makefile("r")
+    pid = int(lines.readline())
+    for sig in SIGNALS:
+        signal.signal(sig, lambda s, _: os.kill(pid, s))
+    code = _status(lines)
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    sys.exit(code)
+
+
+def _status(lines: io.TextIOBase) -> int:
+    """The child's exit status as the server reports it (negative: killed by that signal);
+    the server gone without a word: killed."""
+    line = lines.readline()
+    return int(line) if line else -signal.SIGKILL
 
 
 class Warm:
@@ -319,9 +327,8 @@ class Warm:
         self.sockets = Path(tempfile.mkdtemp(prefix="nc-warm-"))
         self.path = str(self.sockets / "warm.sock")
         self.client = folder / "python"
-        self.client.write_text(CLIENT.format(python=sys.executable, flags=FLAGS,
-                                             path=self.path, signals=tuple(int(s) for s in
-                                                                           SIGNALS)))
+        self.client.write_text(CLIENT.format(python=sys.executable, path=self.path,
+                                             here=str(Path(__file__).parent)))
         self.client.chmod(0o755)
         log = (folder / "warm.log").open("wb")
         self.process = subprocess.Popen(
@@ -359,12 +366,13 @@ class WarmProcess:
                  stdin: int | None, stdout: int | None, stderr: int | None) -> None:
         if not known(argv):
             raise ValueError(f"a warm child cannot run {argv!r}")
-        streams, self._close = [], []
+        streams: list[int] = []
+        theirs_only: list[int] = []  # descriptors only the child keeps
         for fd, given in ((0, stdin), (1, stdout), (2, stderr)):
             if given == subprocess.PIPE:
                 r, w = os.pipe()
                 mine, theirs = (w, r) if fd == 0 else (r, w)
-                self._close.append(theirs)
+                theirs_only.append(theirs)
                 streams.append(theirs)
                 setattr(self, ("stdin", "stdout", "stderr")[fd],
                         os.fdopen(mine, "w" if fd == 0 else "r"))
@@ -373,7 +381,7 @@ class WarmProcess:
                 self.stderr = None
             elif given == subprocess.DEVNULL:
                 null = os.open(os.devnull, os.O_RDWR)
-                self._close.append(null)
+                theirs_only.append(null)
                 streams.append(null)
                 setattr(self, ("stdin", "stdout", "stderr")[fd], None)
             else:
@@ -383,7 +391,7 @@ class WarmProcess:
         self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._conn.connect(warm.path)
         _send(self._conn, {"argv": argv, "cwd": str(cwd), "env": env}, streams)
-        for fd in self._close:
+        for fd in theirs_only:
             os.close(fd)
         self._lines = self._conn.makefile("r")
         self.pid = int(self._lines.readline())
@@ -402,8 +410,7 @@ class WarmProcess:
         return self.returncode
 
     def _finish(self) -> None:
-        line = self._lines.readline()
-        self.returncode = int(line) if line else -signal.SIGKILL
+        self.returncode = _status(self._lines)
         self._conn.close()
 
     def communicate(self, timeout: float | None = None) -> tuple[str | None, str | None]:
