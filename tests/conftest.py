@@ -98,13 +98,22 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+class Cold:
+    """``Warm``'s way of starting ``python argv...``, as a fresh interpreter."""
+
+    def popen(self, argv: list[str], cwd: Path, env: dict[str, str], **streams: int
+              ) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, *argv], cwd=cwd, env=env, text=True,
+                                preexec_fn=_interruptible, **streams)
+
+
 @pytest.fixture(scope="session")
 def warm(tmp_path_factory: pytest.TempPathFactory):
-    """This test process's warm server (``warm.py``): the suite's sessions start as forks of
-    a process that has imported torch and MLflow. ``NORMCHECK_TESTS_COLD=1``: none, every
-    session a fresh interpreter, to check that the two give the same results."""
+    """How this test process starts the suite's sessions: forked from its warm server
+    (``warm.py``), which has imported torch and MLflow. ``NORMCHECK_TESTS_COLD=1``: each a
+    fresh interpreter, to check that the two give the same results."""
     if os.environ.get("NORMCHECK_TESTS_COLD") == "1":
-        yield None
+        yield Cold()
         return
     server = Warm(tmp_path_factory.mktemp("warm"))
     yield server
@@ -115,9 +124,8 @@ class Suite:
     """A copy of the experiment suite in a pytester folder, on a tiny grid and synthetic data."""
 
     def __init__(self, pytester: pytest.Pytester, data: Path, store: Path,
-                 warm: Warm | None = None) -> None:
-        self.pytester = pytester
-        self.warm = warm
+                 launcher: Warm | Cold) -> None:
+        self.launcher = launcher
         self.path = pytester.path
         self.uri = f"sqlite:///{self.path / 'mlflow.db'}"
         self.experiment = "normcheck"
@@ -139,14 +147,12 @@ class Suite:
     def __call__(self, *args: str) -> pytest.RunResult:
         """Run the suite to the end in a subprocess (as ``runpytest_subprocess`` does: its
         own ``--basetemp`` in the folder, the output echoed)."""
-        if self.warm is None:
-            return self.pytester.runpytest_subprocess(*self.args(*args), timeout=600)
         basetemp = tempfile.mkdtemp(prefix="runpytest-", dir=self.path)
         argv = ["-m", "pytest", f"--basetemp={basetemp}", *self.args(*args)]
-        print(f"running (warm): {sys.executable} {' '.join(argv)}\n     in: {self.path}")
+        print(f"running: {sys.executable} {' '.join(argv)}\n     in: {self.path}")
         started = time.monotonic()
-        process = self.warm.popen(argv, self.path, self._env(), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE)
+        process = self.launcher.popen(argv, self.path, self._env(), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE)
         try:
             out, err = process.communicate(timeout=600)
         except subprocess.TimeoutExpired:
@@ -160,13 +166,9 @@ class Suite:
     def start(self, *args: str, env: dict[str, str] | None = None) -> "subprocess.Popen":
         """Start the suite in a subprocess, its output (stdout and stderr) readable as lines;
         ``env`` adds to the environment."""
-        environment = {**self._env(), "PYTHONUNBUFFERED": "1", **(env or {})}
-        if self.warm is not None:
-            return self.warm.popen(["-m", "pytest", *self.args(*args)], self.path, environment,
+        return self.launcher.popen(["-m", "pytest", *self.args(*args)], self.path,
+                                   {**self._env(), "PYTHONUNBUFFERED": "1", **(env or {})},
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        return subprocess.Popen([sys.executable, "-m", "pytest", *self.args(*args)],
-                                cwd=self.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=environment, preexec_fn=_interruptible)
 
     def _env(self) -> dict[str, str]:
         """The environment a subprocess gets: this process's, and this folder importable, as
@@ -184,19 +186,15 @@ class Suite:
         return [r for r in self._read(studies=True) if r["tags"].get("normcheck.kind") == "study"]
 
     def _read(self, studies: bool = False) -> list[dict]:
-        """Read in another process, warm where there is a server (pytester resets imported
+        """Read in another process, started as the sessions are (pytester resets imported
         modules, which leaves MLflow's SQLAlchemy half-imported if it is used in the test
         process)."""
         argv = ["-c", READ_RUNS, self.uri, self.experiment, str(int(studies))]
-        if self.warm is None:
-            out = subprocess.run([sys.executable, *argv], capture_output=True, text=True,
-                                 check=True).stdout
-        else:
-            process = self.warm.popen(argv, self.path, self._env(), stdout=subprocess.PIPE,
+        process = self.launcher.popen(argv, self.path, self._env(), stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE)
-            out, err = process.communicate(timeout=300)
-            if process.returncode:
-                raise subprocess.CalledProcessError(process.returncode, argv, out, err)
+        out, err = process.communicate(timeout=300)
+        if process.returncode:
+            raise subprocess.CalledProcessError(process.returncode, argv, out, err)
         return json.loads(out.splitlines()[-1])
 
 
@@ -235,7 +233,7 @@ def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def suite(pytester: pytest.Pytester, seed_batches: Path, empty_store: Path,
-          monkeypatch: pytest.MonkeyPatch, warm: Warm | None) -> Suite:
+          monkeypatch: pytest.MonkeyPatch, warm: Warm | Cold) -> Suite:
     """The experiment suite with a tiny grid (``tiny.toml``: 8 configurations, one replicate) in ``pytester``'s
     folder, and no MLflow store yet (``suite.with_empty_store()`` copies in an empty one). Test
     modules using it load the ``pytester`` plugin."""
