@@ -36,16 +36,33 @@ def require_cluster_parts() -> None:
     missing; fail it instead under ``NORMCHECK_REQUIRE_CLUSTER=1`` (CI)."""
     import importlib.util
 
-    import pytest
 
     missing = [name for name in ("ray", "psycopg") if importlib.util.find_spec(name) is None]
     if postgres_bin() is None:
         missing.append("PostgreSQL (apt-get install postgresql)")
     if missing:
-        why = f"cluster tests need {', '.join(missing)} (pip install -e '.[test,cluster]')"
-        if os.environ.get("NORMCHECK_REQUIRE_CLUSTER") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
+        lacking(f"cluster tests need {', '.join(missing)} (pip install -e '.[test,cluster]')",
+                "NORMCHECK_REQUIRE_CLUSTER")
+
+
+def require_chromium() -> str:
+    """Debian's Chromium (or another Chromium or Chrome on the path); skip without it, fail
+    under ``NORMCHECK_REQUIRE_BROWSER=1`` (CI, once it has installed it)."""
+    found = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
+                                                 "google-chrome"))), None)
+    if found is None:
+        lacking("the browser test needs Chromium (apt-get install chromium)",
+                "NORMCHECK_REQUIRE_BROWSER")
+    return found
+
+
+def lacking(why: str, required_by: str) -> None:
+    """A part a test needs is missing: skip it, or fail it where ``required_by`` is 1."""
+    import pytest
+
+    if os.environ.get(required_by) == "1":
+        pytest.fail(why)
+    pytest.skip(why)
 
 
 def postgres_bin() -> Path | None:

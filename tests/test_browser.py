@@ -6,28 +6,15 @@ Chromium), where it fails.
 """
 
 import json
-import os
-import shutil
 import subprocess
 import urllib.parse
 import urllib.request
 
 import pytest
-from services import MlflowServer
+from services import MlflowServer, require_chromium
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.integration
-
-
-def chromium() -> str:
-    found = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
-                                                 "google-chrome"))), None)
-    if found is None:
-        why = "the browser test needs Chromium (apt-get install chromium)"
-        if os.environ.get("NORMCHECK_REQUIRE_BROWSER") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
-    return found
 
 
 def rendered(browser: str, url: str) -> str:
@@ -38,7 +25,7 @@ def rendered(browser: str, url: str) -> str:
 
 
 def test_the_study_run_shows_its_verdicts_and_report_in_the_ui(suite, tmp_path) -> None:
-    browser = chromium()
+    browser = require_chromium()
     suite.with_empty_store()
     result = suite("-n", "0", "--inconclusive", "warn")
     assert result.ret == 0, result.stdout.str()
