@@ -1,8 +1,10 @@
 """The normalisations the study compares: one vocabulary every module reads.
 
-Adding a normalisation is one entry in ``NORMS``: the model builds its layers from it, the
-grid accepts its name, the hypotheses compare it with ``none``, and the report and figures
-give it a row, a colour and a panel. Nothing here imports torch until a layer is built.
+Adding a normalisation is one entry in ``NORMS``: the model builds its layers from it (one
+model's, or the same layer for ``models`` models side by side in a packed module, each
+model's channels a contiguous block normalised on its own), the grid accepts its name, the
+hypotheses compare it with ``none``, and the report and figures give it a row, a colour and
+a panel. Nothing here imports torch until a layer is built.
 """
 
 import math
@@ -20,27 +22,32 @@ class Norm:
     name: str
     label: str  # in prose: "BatchNorm", "no normalization"
     color: str  # a matplotlib colour
-    layer: Callable[[int, bool], Any]  # (channels, spatial) -> torch module
+    layer: Callable[[int, bool, int], Any]  # (channels, spatial, models) -> torch module
 
 
-def _identity(channels: int, spatial: bool) -> Any:
+def _identity(channels: int, spatial: bool, models: int = 1) -> Any:
     from torch import nn
 
     return nn.Identity()
 
 
-def _batchnorm(channels: int, spatial: bool) -> Any:
+def _batchnorm(channels: int, spatial: bool, models: int = 1) -> Any:
+    """Statistics per channel, so ``models`` models' channels side by side keep theirs apart."""
     from torch import nn
 
-    return nn.BatchNorm2d(channels) if spatial else nn.BatchNorm1d(channels)
+    width = models * channels
+    return nn.BatchNorm2d(width) if spatial else nn.BatchNorm1d(width)
 
 
-def _layernorm(channels: int, spatial: bool) -> Any:
+def _layernorm(channels: int, spatial: bool, models: int = 1) -> Any:
     """Over channels, height and width for a feature map (GroupNorm with one group, which
-    needs no image size), over the features for the classifier's hidden layer."""
+    needs no image size), over the features for the classifier's hidden layer; packed, one
+    group per model (the same arithmetic as LayerNorm over each model's features)."""
     from torch import nn
 
-    return nn.GroupNorm(1, channels) if spatial else nn.LayerNorm(channels)
+    if spatial or models > 1:
+        return nn.GroupNorm(models, models * channels)
+    return nn.LayerNorm(channels)
 
 
 def groups(channels: int) -> int:
@@ -49,10 +56,10 @@ def groups(channels: int) -> int:
     return math.gcd(channels, max(1, min(8, channels // 4)))
 
 
-def _groupnorm(channels: int, spatial: bool) -> Any:
+def _groupnorm(channels: int, spatial: bool, models: int = 1) -> Any:
     from torch import nn
 
-    return nn.GroupNorm(groups(channels), channels)
+    return nn.GroupNorm(models * groups(channels), models * channels)
 
 
 NORMS: dict[str, Norm] = {
