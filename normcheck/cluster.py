@@ -2,10 +2,11 @@
 
 The pytest process is the driver. When the session starts, it claims every configuration the
 store has no finished run of (``normcheck.claims``), puts each split it needs into Ray's
-object store once and submits a task per claimed configuration, so the cluster trains them in
-parallel while pytest walks the cases; each case waits for its own result. A configuration
-another session has claimed is waited for, then reused, or trained here if that session died
-before finishing it.
+object store once and submits a task per claimed configuration (per pack of them with
+``--pack``: a task trains P runs of one architecture together, asking P times a run's GPU
+share), so the cluster trains them in parallel while pytest walks the cases; each case waits
+for its own result. A configuration another session has claimed is waited for, then reused,
+or trained here if that session died before finishing it.
 
 Tasks are never retried (a retry could train a configuration twice). A task whose node or
 worker died leaves its MLflow run RUNNING; the driver marks it FAILED and fails the case,
@@ -13,12 +14,14 @@ saying so, and the next session trains the configuration.
 """
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from normcheck.claims import Claims
+from normcheck.packs import pack_size, packs
 from normcheck.records import RunResult, TrainConfig
 from normcheck.results import ResultsFolder
 from normcheck.reuse import finished_or_clear
@@ -85,15 +88,16 @@ def connect(options: RayOptions) -> None:
                               f"{name}s in all, so no run could start; ask for less")
 
 
-def train_task(config: TrainConfig, split: "SplitData", uri: str, experiment_id: str,
-               log_model: bool, cpus: float) -> RunResult:
-    """One configuration trained on a Ray worker, logged to the store at ``uri``. Ray set the
-    visible GPU if the task asked for one; a CPU task uses the threads it asked for."""
+def train_task(configs: list[TrainConfig], uri: str, experiment_id: str, log_model: bool,
+               cpus: float, *splits: "SplitData") -> list[RunResult]:
+    """Configurations trained on a Ray worker as one pack (alone if one), ``splits[k]``
+    config k's, each logged to the store at ``uri``. Ray set the visible GPU if the task asked
+    for one; a CPU task uses the threads it asked for."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import ray
     import torch
 
-    from normcheck.runner import train_and_log
+    from normcheck.runner import train_and_log_pack
     from normcheck.train import DeviceData
 
     if ray.get_gpu_ids():
@@ -101,9 +105,9 @@ def train_task(config: TrainConfig, split: "SplitData", uri: str, experiment_id:
     else:
         torch.set_num_threads(max(1, int(cpus)))
         device = torch.device("cpu")
-    return train_and_log(config, lambda: DeviceData.from_splits(split, device), split,
-                         Tracker(uri, experiment_id), device, log_model,
-                         node=ray.util.get_node_ip_address())
+    return train_and_log_pack(
+        configs, lambda: [DeviceData.from_splits(s, device) for s in splits], list(splits),
+        Tracker(uri, experiment_id), device, log_model, node=ray.util.get_node_ip_address())
 
 
 @dataclass
@@ -117,9 +121,10 @@ class RayEngine:
     options: RayOptions
     log_model: bool = False
     retrain: bool = False
+    pack: str | int = "off"  # --pack: auto, off or P runs per task
     poll_s: float = 0.2
     waiting: dict[str, TrainConfig] = field(default_factory=dict)  # key -> not yet resolved
-    flying: dict[Any, str] = field(default_factory=dict)  # task reference -> key
+    flying: dict[Any, list[str]] = field(default_factory=dict)  # task reference -> its keys
     failed: dict[str, str] = field(default_factory=dict)  # key -> why its task failed
     _splits: dict[int, Any] = field(default_factory=dict)  # split seed -> object reference
     _task: Any = None
@@ -130,10 +135,17 @@ class RayEngine:
         import ray
 
         connect(self.options)
-        self._task = ray.remote(train_task).options(
-            num_cpus=self.options.cpus_per_run, num_gpus=self.options.gpus_per_run,
-            max_retries=0, retry_exceptions=False)
+        self._task = ray.remote(train_task)
         self.add(configs)
+
+    @property
+    def pack_size(self) -> int:
+        """Runs per task: a pack asks for its runs' GPU shares together (P x --gpus-per-run),
+        so P is at most the runs one GPU holds; on CPUs it asks --cpus-per-run, one process's
+        threads."""
+        gpus = self.options.gpus_per_run
+        size = pack_size(self.pack, "cuda" if gpus else "cpu")
+        return min(size, max(1, math.floor(1 / gpus + 1e-9))) if gpus else size
 
     def add(self, configs: list[TrainConfig]) -> None:
         """Submit these configurations too (``--seeds auto``: the next round), so the cluster
@@ -150,26 +162,37 @@ class RayEngine:
         return self._splits[split_seed]
 
     def _submit_claimable(self) -> None:
-        """Claim what nobody holds: reuse it if it finished meanwhile, else submit it."""
+        """Claim what nobody holds: reuse it if it finished meanwhile, else submit it, in
+        packs of one architecture."""
         claims, tracker = self.claims, self.tracker
-        in_flight = set(self.flying.values())
-        for key, config in list(self.waiting.items()):
-            if key in in_flight or key in self.failed or not claims.try_claim(key):
-                continue
-            try:
-                found = finished_or_clear(tracker, key, config, self.retrain)
-                if found is None:
-                    ref = self._task.remote(config, self._split(config.split_seed), tracker.uri,
-                                            tracker.experiment_id, self.log_model,
-                                            self.options.cpus_per_run)
-                    self.flying[ref] = key
+        in_flight = {key for keys in self.flying.values() for key in keys}
+        claimed: list[TrainConfig] = []
+        try:
+            for key, config in list(self.waiting.items()):
+                if key in in_flight or key in self.failed or not claims.try_claim(key):
                     continue
-            except BaseException:
+                claimed.append(config)
+                found = finished_or_clear(tracker, key, config, self.retrain)
+                if found is not None:
+                    claimed.pop()
+                    self.results.put(config, found, "reused")
+                    del self.waiting[key]
+                    claims.release(key)
+            for pack in packs(claimed, self.pack_size):
+                self._submit(pack)
+        except BaseException:
+            flying = {key for keys in self.flying.values() for key in keys}
+            for key in {self.splits.key(c) for c in claimed} - flying:
                 claims.release(key)
-                raise
-            self.results.put(config, found, "reused")
-            del self.waiting[key]
-            claims.release(key)
+            raise
+
+    def _submit(self, pack: list[TrainConfig]) -> None:
+        ref = self._task.options(
+            num_cpus=self.options.cpus_per_run, num_gpus=self.options.gpus_per_run * len(pack),
+            max_retries=0, retry_exceptions=False).remote(
+            pack, self.tracker.uri, self.tracker.experiment_id, self.log_model,
+            self.options.cpus_per_run, *(self._split(c.split_seed) for c in pack))
+        self.flying[ref] = [self.splits.key(c) for c in pack]
 
     def _collect(self) -> None:
         """Wait up to ``poll_s`` for tasks; record each finished one and free its claim."""
@@ -181,14 +204,17 @@ class RayEngine:
             return
         ready, _ = ray.wait(list(self.flying), num_returns=len(self.flying), timeout=self.poll_s)
         for ref in ready:
-            key = self.flying.pop(ref)
-            config = self.waiting.pop(key)
+            keys = self.flying.pop(ref)
+            configs = [self.waiting.pop(key) for key in keys]
             try:
-                self.results.put(config, ray.get(ref), "trained")
+                for config, result in zip(configs, ray.get(ref), strict=True):
+                    self.results.put(config, result, "trained")
             except RayError as exc:
-                self.failed[key] = self._failure(config, exc)
+                for key, config in zip(keys, configs, strict=True):
+                    self.failed[key] = self._failure(config, exc)
             finally:
-                self.claims.release(key)
+                for key in keys:
+                    self.claims.release(key)
 
     def _failure(self, config: TrainConfig, exc: Exception) -> str:
         why = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
@@ -221,12 +247,13 @@ class RayEngine:
             return
         import ray
 
-        for ref, key in list(self.flying.items()):
+        for ref, keys in list(self.flying.items()):
             ray.cancel(ref, force=True)
-            try:
-                self.tracker.mark_stale(key, "its session ended before it finished")
-            finally:
-                self.claims.release(key)
+            for key in keys:
+                try:
+                    self.tracker.mark_stale(key, "its session ended before it finished")
+                finally:
+                    self.claims.release(key)
         self.flying.clear()
         if ray.is_initialized():
             ray.shutdown()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from normcheck.grid import Grid, GridError, load_grid
+from normcheck.packs import pack_option
 from normcheck.tracking import DEFAULT_EXPERIMENT
 
 DATA_ENV = "NORMCHECK_DATA"
@@ -145,6 +146,11 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         type=non_negative_float, default=0.0, metavar="F",
         help="--engine ray: GPUs a training task asks for; a fraction (0.25) packs several "
              "runs on one GPU [0]")),
+    "pack": (("--pack",), dict(
+        type=pack_option, default="auto", metavar="auto|off|N",
+        help="train up to N runs of one architecture together, as one module (each run still "
+             "its own case and MLflow run; docs/packing.md); auto: 16 on a GPU, off on the CPU, "
+             "where packing is no faster [auto]")),
     "claims_db": (("--claims-db",), dict(
         default=None, metavar="URI",
         help="PostgreSQL database (postgresql://...) where each configuration is claimed, so "

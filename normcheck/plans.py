@@ -36,6 +36,7 @@ Results = Callable[[list[TrainConfig]], list[RunResult]]  # train or read these 
 class Plan(Protocol):
     def cases(self) -> list[TrainConfig]: ...
     def first(self) -> list[TrainConfig]: ...
+    def companions(self, config: TrainConfig) -> list[TrainConfig]: ...
     def skip_reason(self, config: TrainConfig) -> str | None: ...
     def covered(self) -> list[TrainConfig]: ...
     def verdicts(self, table: pd.DataFrame | None = None) -> list[Verdict]: ...
@@ -64,6 +65,10 @@ class FixedPlan:
         return self.grid.configs()
 
     first = cases
+
+    def companions(self, config: TrainConfig) -> list[TrainConfig]:
+        """What is needed whenever ``config`` is, so may train with it (``--pack``): all."""
+        return self.grid.configs()
 
     def skip_reason(self, config: TrainConfig) -> str | None:
         return None
@@ -122,6 +127,14 @@ class RoundsPlan:
 
     def first(self) -> list[TrainConfig]:
         return self.replicates(self.design.first)
+
+    def companions(self, config: TrainConfig) -> list[TrainConfig]:
+        """What is needed whenever ``config`` is, so may train with it (``--pack``): its
+        round's configurations (a later round may never be asked for)."""
+        d, replicate = self.design, self.grid.replicate(config)
+        low = 0 if replicate < d.first else replicate - (replicate - d.first) % d.round
+        high = d.first if replicate < d.first else low + d.round
+        return [c for c in self.grid.configs() if low <= self.grid.replicate(c) < high]
 
     def stored(self, table: pd.DataFrame | None = None) -> Rounds:
         """The study's looks as the store recorded them (none yet: an empty study), taken

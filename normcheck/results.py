@@ -10,9 +10,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from normcheck.atomic import atomic_path, once
 from normcheck.records import RunResult, TrainConfig
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 Origin = str  # "trained" or "reused"
 
@@ -48,6 +52,21 @@ class ResultsFolder:
     def put(self, config: TrainConfig, result: RunResult, origin: Origin) -> None:
         with atomic_path(self._path(config)) as tmp:
             tmp.write_text(_dump((result, origin)))
+
+    def try_hold(self, config: TrainConfig) -> "FileLock | None":
+        """The configuration's lock, held, if no process holds it and it has no result yet
+        (``resolve`` takes the same lock): for a pack to take it along, never waiting."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(f"{self._path(config)}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return None
+        if self._path(config).exists():
+            lock.release()
+            return None
+        return lock
 
     def resolve(self, config: TrainConfig,
                 make: Callable[[], tuple[RunResult, Origin]]) -> RunResult:

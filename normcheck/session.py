@@ -137,12 +137,16 @@ class StudySession:
         self.results = ResultsFolder(self.results_dir, self.splits.key)
         parts = (self.results, self.splits, tracker, claims)
         if ray is None:
-            self.engine = LocalEngine(*parts, retrain=o.retrain, log_model=o.log_model)
+            self.engine = LocalEngine(*parts, retrain=o.retrain, log_model=o.log_model,
+                                      pack=o.pack)
         else:
             from normcheck.cluster import RayEngine
 
-            self.engine = RayEngine(*parts, ray, log_model=o.log_model, retrain=o.retrain)
+            self.engine = RayEngine(*parts, ray, log_model=o.log_model, retrain=o.retrain,
+                                    pack=o.pack)
         self.plan = self._plan(tracker, self.fingerprint)
+        if ray is None:  # what a pack may take along: what the plan needs with it
+            self.engine.companions = self.plan.companions
 
     def _plan(self, tracker: Tracker, fingerprint: str) -> Plan:
         o = self.options

@@ -111,6 +111,7 @@ class SessionOptions:
     ray: RayOptions | None = None  # --engine ray; None: local
     claims_db: str | None = None  # PostgreSQL claims; None: file locks
     design: Design | None = None  # --seeds auto: rounds of replicates; None: a fixed number
+    pack: str | int = "auto"  # --pack: runs trained together (normcheck.packs)
     paths: tuple[str, ...] = ()  # the test files or folders the family was loaded from
 
     @classmethod
@@ -148,4 +149,4 @@ class SessionOptions:
                    retrain=_get(options, "retrain"), expect_verdicts=expect, recorded=recorded,
                    record_verdicts=record, inconclusive=_get(options, "inconclusive"),
                    workers=workers, ray=_ray(options, uri, workers), claims_db=claims,
-                   design=design, paths=paths)
+                   design=design, paths=paths, pack=_get(options, "pack"))

@@ -272,6 +272,18 @@ def test_rounds_of_replicates_on_the_cluster(on_cluster, ray_cluster) -> None:
     assert outcomes.get("skipped", 0) == 8 * (6 - stopped)
 
 
+def test_a_ray_task_trains_a_pack(on_cluster, ray_cluster) -> None:
+    """``--pack 4`` with Ray: the claimed runs go out as packs of one architecture (the tiny
+    grid's 8 runs are 4 architectures of 2 learning rates), one task each, each run its own
+    MLflow run and case."""
+    result = on_cluster(*ray_args(on_cluster, ray_cluster, "--pack", "4", "test_grid.py"))
+    result.assert_outcomes(passed=8)
+    runs = on_cluster.runs()
+    assert len(runs) == 8 and all(s == ["FINISHED"] for s in by_hash(runs).values())
+    assert {r["tags"]["normcheck.pack"] for r in runs} == {"2"}
+    assert "runs: reused 0, trained 8" in result.stdout.str()
+
+
 class TestRayEngine(EngineContract):
     """The engines' contract (tests/helpers.py) on Ray, its runs in the MLflow server: Ray
     started by the engine on this machine (in this test process; the two-node cluster's token

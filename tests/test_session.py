@@ -38,6 +38,7 @@ def test_the_plugin_and_the_command_line_spell_options_the_same() -> None:
     ({"seeds": "abc"}, "argument --seeds: 'abc' is neither an integer >= 1 nor auto"),
     ({"base_seed": "-1"}, "argument --base-seed: '-1' is not an integer >= 0"),
     ({"grid": "fast"}, "argument --grid: unknown grid 'fast'"),
+    ({"pack": "0"}, "argument --pack: '0' is neither auto, off nor an integer >= 1"),
 ])
 def test_option_types_validate_once_when_parsed(given: dict, message: str, capsys) -> None:
     with pytest.raises(SystemExit):
