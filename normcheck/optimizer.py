@@ -69,8 +69,11 @@ class PackedAdam:
     weight decay, moments and step count, all in the packed tensors.
 
     Model k's parameters, gradients and moments are views of the packed ones (``model_view``),
-    so each ``step`` is one fused Adam call per model on its own views: the arithmetic
-    ``Adam.step`` does for that model alone. A stopped model (``stop``) is no longer updated.
+    so each ``step`` updates each model's own views with its own hyperparameters: the
+    arithmetic ``Adam.step`` does for that model alone. The fused kernel is elementwise, so
+    the models that share a learning rate and weight decay (a cell's replicates) are updated
+    in one call over all their views: on a GPU, a kernel launch per (lr, weight decay) and not
+    per model. A stopped model (``stop``) is no longer updated.
     """
 
     def __init__(self, params: list[torch.nn.Parameter], shapes: list[torch.Size],
@@ -95,17 +98,31 @@ class PackedAdam:
             for k in range(self.models)]
         self.grads = [views([p.grad for p in params], k) for k in range(self.models)]
         self.active = list(range(self.models))
+        self._group()
+
+    def _group(self) -> None:
+        """One Adam over the views of the active models of each (lr, weight decay)."""
+        groups: dict[tuple[float, float], list[int]] = {}
+        for k in self.active:
+            groups.setdefault((self.lrs[k], self.weight_decays[k]), []).append(k)
+        self.groups = [
+            (Adam([p for k in ks for p in self.per_model[k].params], lr, wd,
+                  state=tuple([t for k in ks for t in getattr(self.per_model[k], name)]
+                              for name in ("exp_avgs", "exp_avg_sqs", "steps"))),
+             [g for k in ks for g in self.grads[k]])
+            for (lr, wd), ks in groups.items()]
 
     def zero_grad(self) -> None:
         torch._foreach_zero_([p.grad for p in self.params])
 
     def step(self) -> None:
-        for k in self.active:
-            self.per_model[k].apply(self.grads[k])
+        for adam, grads in self.groups:
+            adam.apply(grads)
 
     def stop(self, k: int) -> None:
         """Model ``k`` is done (diverged, say): leave its weights as they are from now on."""
         self.active.remove(k)
+        self._group()
 
     def model(self, k: int, params: list[torch.nn.Parameter]) -> Adam:
         """Model ``k``'s optimiser over ``params`` (its unpacked copy's), sharing its state:

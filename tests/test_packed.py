@@ -21,7 +21,9 @@ from normcheck.stats import t_half_width
 from normcheck.train import train
 from normcheck.train_packed import per_model_loss, side_by_side, train_packed
 
-LRS, DECAYS, SEEDS = (1e-2, 3e-3, 1e-3), (1e-4, 0.0, 1e-3), (11, 22, 33)
+# models 0 and 2 share a learning rate and weight decay (so PackedAdam updates them in one
+# call, as it does a cell's replicates); model 1 has its own
+LRS, DECAYS, SEEDS = (1e-2, 3e-3, 1e-2), (1e-4, 0.0, 1e-4), (11, 22, 33)
 EQUIVALENCE_MARGIN = 0.02  # final test accuracy, packed minus alone (see docs/packing.md)
 STEP = {"rtol": 1e-3, "atol": 1e-4}  # one step: the same sums in another order
 # Biases that BatchNorm subtracts again: their gradient is zero but for rounding, and Adam's
@@ -175,3 +177,20 @@ def test_the_pack_option() -> None:
             pack_option(bad)
     assert pack_size("off", "cuda") == 1 and pack_size(5, "cpu") == 5
     assert pack_size("auto", "cuda") > 1 and pack_size("auto", "cpu") == 1
+
+
+def test_a_pack_takes_along_only_what_the_plan_needs_with_it() -> None:
+    """A fixed plan needs the whole grid with any run; rounds (--seeds auto) only the run's
+    own round, since a later one may never be asked for."""
+    from normcheck.grid import load_grid
+    from normcheck.plans import FixedPlan, RoundsPlan
+    from normcheck.sequential import Design
+
+    design = Design(first=3, round=2, max_seeds=7)
+    grid = load_grid("quick").with_replicates(design.max_seeds, design.base_seed)
+    rounds = RoundsPlan(grid, None, design, None, None, None, "", "")
+    replicates = lambda r: sorted({grid.replicate(c) for c in rounds.companions(  # noqa: E731
+        next(c for c in grid.configs() if grid.replicate(c) == r))})
+    assert [replicates(r) for r in range(7)] == [[0, 1, 2]] * 3 + [[3, 4]] * 2 + [[5, 6]] * 2
+    fixed = FixedPlan(grid, None, None, None)
+    assert fixed.companions(grid.configs()[0]) == grid.configs()
