@@ -12,7 +12,7 @@ packed step against P unpacked ones.
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import fields
 
 import torch
 import torch.nn.functional as F
@@ -29,24 +29,14 @@ from normcheck.train import EVAL_BATCH, DeviceData
 OnEpoch = Callable[[int, EpochMetrics], None]  # (model index, its epoch's metrics)
 
 
-@dataclass(frozen=True)
-class PackedData:
-    """P models' splits stacked on the device: ``train_x`` is ``(P, n, 3, 32, 32)``."""
-
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-
-    @classmethod
-    def stack(cls, datas: list[DeviceData]) -> "PackedData":
-        sizes = {(len(d.train_y), len(d.val_y), len(d.test_y)) for d in datas}
-        if len(sizes) > 1:
-            raise ValueError(f"a pack's splits must be of one size; got {sorted(sizes)}")
-        fields = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
-        return cls(*(torch.stack([getattr(d, f) for d in datas]) for f in fields))
+def stack(datas: list[DeviceData]) -> DeviceData:
+    """P models' splits as one, each tensor stacked: ``train_x`` is ``(P, n, 3, 32, 32)``."""
+    sizes = {(len(d.train_y), len(d.val_y), len(d.test_y)) for d in datas}
+    if len(sizes) > 1:
+        raise ValueError(f"a pack's splits must be of one size; got {sorted(sizes)}")
+    tensors = [f.name for f in fields(DeviceData) if f.name.endswith(("_x", "_y"))]
+    return DeviceData(*(torch.stack([getattr(d, name) for d in datas]) for name in tensors),
+                      datas[0].num_classes, "+".join(d.fingerprint for d in datas))
 
 
 def side_by_side(x: torch.Tensor) -> torch.Tensor:
@@ -114,7 +104,7 @@ def train_packed(configs: list[TrainConfig], datas: list[DeviceData],
     check_packable(configs)
     p, c, first = len(configs), configs[0], datas[0]
     device = first.train_x.device
-    data = PackedData.stack(datas)
+    data = stack(datas)
     model, _ = _build(configs, first.num_classes, device)
     params = list(model.parameters())
     shapes = [q.shape for q in model.like().parameters()]
