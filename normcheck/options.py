@@ -144,8 +144,8 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         help="--engine ray: CPUs a training task asks for, and the threads it uses [1]")),
     "gpus_per_run": (("--gpus-per-run",), dict(
         type=non_negative_float, default=0.0, metavar="F",
-        help="--engine ray: GPUs a training task asks for; a fraction (0.25) packs several "
-             "runs on one GPU [0]")),
+        help="--engine ray: GPUs a training run asks for; a fraction (0.25) lets four tasks "
+             "share one GPU, and a pack (--pack) asks for its runs' shares together [0]")),
     "pack": (("--pack",), dict(
         type=pack_option, default="auto", metavar="auto|off|N",
         help="train up to N runs of one architecture together, as one module (each run still "
