@@ -90,8 +90,11 @@ def test_one_packed_step_is_p_unpacked_steps(norm: str) -> None:
             torch.testing.assert_close(a, b, **STEP)
 
 
-def _close(a: float, b: float) -> bool:
-    """Whole runs: one step's rounding, grown over a few epochs, stays within 1%."""
+def _close(name: str, a: float, b: float) -> bool:
+    """Whole runs: one step's rounding, grown over a few epochs, stays within 1%, and an
+    accuracy within one image (rounding can move a prediction that sits on a boundary)."""
+    if name.endswith("_acc"):
+        return abs(a - b) <= 1 / 48 + 1e-9
     return (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-2, abs=1e-3)
 
 
@@ -100,9 +103,10 @@ def _same_run(packed, alone) -> None:
     assert len(packed.history) == len(alone.history)
     for p, a in zip(packed.history, alone.history, strict=True):
         for name, value in a.metrics().items():
-            assert _close(p.metrics()[name], value), (packed.config.case_id, p.epoch, name)
+            assert _close(name, p.metrics()[name], value), (packed.config.case_id, p.epoch,
+                                                          name)
     assert abs(packed.test_acc - alone.test_acc) <= 1 / 48 + 1e-9  # one image, at most
-    assert _close(packed.max_grad_norm, alone.max_grad_norm)
+    assert _close("max_grad_norm", packed.max_grad_norm, alone.max_grad_norm)
 
 
 @pytest.mark.parametrize("norm", sorted(NORMS))
@@ -130,9 +134,13 @@ def test_a_diverged_model_stops_and_the_others_go_on() -> None:
     datas = [tiny_data(seed=s) for s in (1, 2, 3)]
     packed = train_packed(configs, datas)
     assert [r.diverged for r, _ in packed] == [False, True, False]
-    assert len(packed[1][0].history) < 4
-    for (result, _), config, data in zip(packed, configs, datas, strict=True):
-        _same_run(result, train(config, data)[0])
+    diverged, alone = packed[1][0], train(configs[1], datas[1])[0]
+    # at lr 1e12 the numbers before the loss stops being finite are rounding, amplified:
+    # where it stops must agree, not what it computed on the way
+    assert alone.diverged and len(diverged.history) == len(alone.history) < 4
+    assert not math.isfinite(diverged.history[-1].train_loss + diverged.history[-1].val_loss)
+    for i in (0, 2):
+        _same_run(packed[i][0], train(configs[i], datas[i])[0])
 
 
 def test_packed_and_unpacked_final_accuracies_are_equivalent() -> None:
