@@ -78,23 +78,25 @@ class LocalEngine:
             for mate in reversed(self.companions(config)):
                 if len(mates) >= wanted:
                     break
-                if pack_key(mate) != pack_key(config) or self.splits.key(mate) in keys:
+                if pack_key(mate) != pack_key(config):
                     continue
-                keys.add(self.splits.key(mate))
-                if self._hold(mate, held):
+                key = self.splits.key(mate)
+                if key in keys:
+                    continue
+                keys.add(key)
+                if self._hold(mate, key, held):
                     mates.append(mate)
             yield mates
 
-    def _hold(self, mate: TrainConfig, held: contextlib.ExitStack) -> bool:
-        """Take ``mate`` along if nobody holds it and the store has not finished it (then it
-        is this session's, reused)."""
+    def _hold(self, mate: TrainConfig, key: str, held: contextlib.ExitStack) -> bool:
+        """Take ``mate`` (``key`` its hash) along if nobody holds it and the store has not
+        finished it (then it is this session's, reused)."""
         lock = self.results.try_hold(mate)
         if lock is None:
             return False
         held.callback(lock.release)
         if self.tracker is None or self.claims is None:
             return True
-        key = self.splits.key(mate)
         if not self.claims.try_claim(key):
             return False
         held.callback(self.claims.release, key)

@@ -6,7 +6,7 @@ channels with P times the groups (``normcheck.norms``: BatchNorm's statistics ar
 GroupNorm's and LayerNorm's per group), and the classifier's linear layers are batched
 matrix products with one weight matrix per model. So nothing mixes one model's numbers with
 another's, and every packed tensor viewed as ``(P, *shape)`` holds at ``[k]`` exactly model
-k's tensor of ``shape`` (``model_views``): that is how weights go in and out, and how the
+k's tensor of ``shape`` (``model_view``): that is how weights go in and out, and how the
 optimiser updates each model with its own learning rate.
 
 Inputs and outputs are side by side on the channel axis: images ``(B, P*3, 32, 32)``, model k's
@@ -104,10 +104,7 @@ class PackedCNN(nn.Module):
     def clear(self, k: int) -> None:
         """Model ``k``'s weights to zero and its statistics to their start: a stopped model
         whose numbers were not finite computes finite ones from then on."""
-        zero = self.like()
-        for module in zero.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.reset_running_stats()
+        zero = self.like()  # a fresh model's statistics are at their start
         for t in zero.parameters():
             t.zero_()
         for packed, own in _pairs(self, zero):

@@ -76,7 +76,7 @@ def evaluate_packed(model: PackedCNN, x: torch.Tensor, y: torch.Tensor
 
 
 def _build(configs: list[TrainConfig], num_classes: int, device: torch.device
-           ) -> tuple[PackedCNN, list[torch.Generator]]:
+           ) -> PackedCNN:
     """The pack, each model initialised as ``train`` initialises it alone (its seed, then
     its weights), and each model's dropout stream where that run's would start."""
     c = configs[0]
@@ -94,7 +94,7 @@ def _build(configs: list[TrainConfig], num_classes: int, device: torch.device
             stream.manual_seed(config.seed)
         generators.append(stream)
     pack.generators = generators
-    return pack, generators
+    return pack
 
 
 def train_packed(configs: list[TrainConfig], datas: list[DeviceData],
@@ -105,7 +105,7 @@ def train_packed(configs: list[TrainConfig], datas: list[DeviceData],
     p, c, first = len(configs), configs[0], datas[0]
     device = first.train_x.device
     data = stack(datas)
-    model, _ = _build(configs, first.num_classes, device)
+    model = _build(configs, first.num_classes, device)
     params = list(model.parameters())
     shapes = [q.shape for q in model.like().parameters()]
     optimizer = PackedAdam(params, shapes, [k.lr for k in configs],
